@@ -1,0 +1,51 @@
+// Every error ringflow raises derives from ringflow::Error, and each message says what was wrong and
+// what was expected. The Python bindings map each type to an exception of the same name.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace ringflow {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// An input has the wrong rank or shape for the model or the negotiated Run.
+class ShapeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An input has the wrong element type.
+class DTypeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A model file is missing, unreadable or not a valid ONNX model, or ONNX Runtime cannot be loaded.
+class ModelError : public Error {
+ public:
+  using Error::Error;
+};
+
+// push() or try_push() after close_input().
+class ClosedError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A call did not finish within its timeout.
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+// ONNX Runtime or a pipeline stage failed on one sample. The Run goes on with the next sample.
+class InferenceError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace ringflow

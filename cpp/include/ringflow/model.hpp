@@ -1,0 +1,97 @@
+// Model: one ONNX file loaded into one ONNX Runtime session.
+//
+// A Model is a cheap, copyable handle; every copy, every Run built from it and every thread using it
+// share the one session (ONNX Runtime sessions are safe to run concurrently), so weights are held
+// once however many workers or threads use them.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringflow/sample.hpp"
+#include "ringflow/tensor.hpp"
+
+namespace ringflow {
+
+enum class ColorFormat { RGB, BGR, GRAY };
+
+// Turns HWC uint8 frames into the model's NCHW float input, so callers can push camera or decoder
+// frames directly. Enabled by setting input_max_width/height/depth; otherwise inputs are passed to
+// the model unchanged.
+struct PreprocessOptions {
+  ColorFormat input_format = ColorFormat::RGB;  // channel order of the frames you push
+  ColorFormat model_format = ColorFormat::RGB;  // channel order the model was trained on
+  int input_max_width = 0;
+  int input_max_height = 0;
+  int input_max_depth = 0;  // channels per frame: 3 for RGB/BGR, 1 for GRAY
+  // Applied after scaling bytes to [0, 1]: (x / 255 - mean[c]) / stddev[c]. Empty means identity.
+  struct Normalize {
+    std::vector<float> mean;
+    std::vector<float> stddev;
+  } normalize;
+  // Bilinear resize (pixel centres aligned, like OpenCV's INTER_LINEAR) to the model's H x W.
+  bool resize = true;
+
+  bool enabled() const { return input_max_width > 0 && input_max_height > 0 && input_max_depth > 0; }
+};
+
+enum class GraphOptimization { Disabled, Basic, Extended, All };
+
+struct SessionOptions {
+  int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
+  int inter_op_threads = 0;
+  GraphOptimization optimization = GraphOptimization::All;
+  std::string execution_provider = "cpu";
+};
+
+class ModelImpl;
+
+class Model {
+ public:
+  struct Options {
+    PreprocessOptions preprocess;
+    SessionOptions session;
+  };
+
+  // Which of the model's boundaries a Graph exposes to push() and pull().
+  struct RouteOptions {
+    bool include_input = true;
+    bool include_output = true;
+  };
+
+  // A piece of a Graph: this model plus how it is routed.
+  struct Fragment {
+    std::shared_ptr<const ModelImpl> model;
+    RouteOptions route;
+  };
+
+  // Throws ModelError if the file is missing or not a loadable ONNX model.
+  explicit Model(const std::string& path);
+  Model(const std::string& path, Options options);
+
+  const std::vector<TensorSpec>& input_specs() const;
+  const std::vector<TensorSpec>& output_specs() const;
+  const Options& options() const;
+  const std::string& path() const;
+
+  // Runs one sample on the calling thread and returns the named outputs. Safe to call from many
+  // threads at once. A non-negative `timeout_ms` aborts the inference with TimeoutError.
+  Sample run(const std::vector<Tensor>& inputs, int timeout_ms = -1) const;
+
+  Fragment graph() const;
+  Fragment graph(RouteOptions route) const;
+
+ private:
+  std::shared_ptr<const ModelImpl> impl_;
+};
+
+// Points ringflow at a specific libonnxruntime shared library. Call before loading any Model; the
+// Python package does this for you with the library inside the installed `onnxruntime` wheel.
+// Without it, ringflow tries $RINGFLOW_ONNXRUNTIME_LIB, then the library found at build time, then
+// the system's libonnxruntime.so.1.
+void set_onnxruntime_library(const std::string& path);
+// The version string of the loaded ONNX Runtime (loads it if needed).
+std::string onnxruntime_version();
+
+}  // namespace ringflow

@@ -1,0 +1,9 @@
+// The whole public API.
+#pragma once
+
+#include "ringflow/errors.hpp"
+#include "ringflow/graph.hpp"
+#include "ringflow/model.hpp"
+#include "ringflow/run.hpp"
+#include "ringflow/sample.hpp"
+#include "ringflow/tensor.hpp"

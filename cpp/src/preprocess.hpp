@@ -1,0 +1,29 @@
+// Frame preprocessing: HWC uint8 frames to the model's NCHW float input in one pass.
+#pragma once
+
+#include "ringflow/model.hpp"
+#include "ringflow/tensor.hpp"
+
+namespace ringflow {
+
+class Preprocessor {
+ public:
+  // `model_input` is the (negotiated) model input spec: float32 [1, C, H, W].
+  Preprocessor(PreprocessOptions options, TensorSpec model_input);
+
+  // Throws ShapeError/DTypeError, naming the limits, for a frame the options do not admit.
+  void check_frame(const Tensor& frame) const;
+  // Writes `frame` (checked) into `out`, which has the model input's shape.
+  void apply(const Tensor& frame, Tensor& out) const;
+  Tensor apply(const Tensor& frame) const;
+
+  const TensorSpec& model_input() const { return model_input_; }
+
+ private:
+  PreprocessOptions options_;
+  TensorSpec model_input_;
+  float scale_[4];   // per model channel: 1 / (255 * stddev)
+  float offset_[4];  // per model channel: -mean / stddev
+};
+
+}  // namespace ringflow

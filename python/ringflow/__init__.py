@@ -1,0 +1,77 @@
+"""ringflow: an asynchronous inference runtime over ONNX Runtime.
+
+Push samples in from one thread and pull results out from another; the C++ engine runs
+preprocessing and inference on its own threads with the GIL released::
+
+    import ringflow as rf
+    model = rf.Model(rf.models.ensure("tiny-mlp"))
+    graph = rf.Graph()
+    graph.add(model.graph(rf.Model.RouteOptions(include_input=True, include_output=True)))
+    run = graph.build(seed)                      # seed: one representative input
+    run.push(x); run.close_input()
+    while (out := run.pull(timeout_ms=2000)) is not None:
+        logits = out[0]                          # zero-copy numpy view
+
+push() copies each input array, so the caller may reuse it at once. Arrays a result hands back
+are views of its buffer and keep it alive.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os as _os
+
+
+def _onnxruntime_library() -> str | None:
+    """The libonnxruntime shipped in the installed onnxruntime wheel, if any."""
+    override = _os.environ.get("RINGFLOW_ONNXRUNTIME_LIB")
+    if override:
+        return override
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    capi = _os.path.join(_os.path.dirname(onnxruntime.__file__), "capi")
+    found = sorted(_glob.glob(_os.path.join(capi, "libonnxruntime.so*")), reverse=True)
+    return found[0] if found else None
+
+
+from . import _ringflow  # noqa: E402
+
+_library = _onnxruntime_library()
+if _library:
+    _ringflow.set_onnxruntime_library(_library)
+
+from ._ringflow import (  # noqa: E402
+    ClosedError,
+    ColorFormat,
+    DTypeError,
+    Error,
+    Graph,
+    GraphOptimization,
+    InferenceError,
+    Model,
+    ModelError,
+    NormalizeOptions,
+    PreprocessOptions,
+    PullResult,
+    PullStatus,
+    Run,
+    RunOptions,
+    Sample,
+    SessionOptions,
+    ShapeError,
+    Tensor,
+    TensorSpec,
+    TimeoutError,
+    onnxruntime_version,
+    tensors_from_sample,
+)
+from . import models  # noqa: E402
+
+__all__ = [
+    "ClosedError", "ColorFormat", "DTypeError", "Error", "Graph", "GraphOptimization",
+    "InferenceError", "Model", "ModelError", "NormalizeOptions", "PreprocessOptions", "PullResult",
+    "PullStatus", "Run", "RunOptions", "Sample", "SessionOptions", "ShapeError", "Tensor",
+    "TensorSpec", "TimeoutError", "models", "onnxruntime_version", "tensors_from_sample",
+]

@@ -1,0 +1,397 @@
+// The Python bindings, all in one place. Names match the C++ API; Python conveniences live in
+// python/ringflow/.
+//
+// GIL rule: numpy arrays are read (and copied into Tensors) while the GIL is held; the GIL is then
+// released for every call that can wait or compute. The engine never touches a Python object.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "ringflow/ringflow.hpp"
+
+namespace py = pybind11;
+using namespace ringflow;
+
+namespace {
+
+struct DTypeInfo {
+  DType dtype;
+  const char* numpy_name;
+};
+
+constexpr DTypeInfo kDTypes[] = {
+    {DType::Float32, "float32"}, {DType::Float16, "float16"}, {DType::Float64, "float64"},
+    {DType::Int8, "int8"},       {DType::UInt8, "uint8"},     {DType::Int16, "int16"},
+    {DType::Int32, "int32"},     {DType::Int64, "int64"},     {DType::Bool, "bool"},
+};
+
+py::dtype to_numpy_dtype(DType dtype) { return py::dtype(dtype_name(dtype)); }
+
+DType from_numpy_dtype(const py::dtype& dt) {
+  for (const DTypeInfo& info : kDTypes) {
+    if (dt.is(py::dtype(info.numpy_name)) || dt.equal(py::dtype(info.numpy_name))) return info.dtype;
+  }
+  std::string supported;
+  for (const DTypeInfo& info : kDTypes) supported += std::string(supported.empty() ? "" : ", ") + info.numpy_name;
+  throw DTypeError("arrays of dtype " + py::str(dt).cast<std::string>() +
+                   " are not supported; use one of: " + supported);
+}
+
+// Copies the array into a new owned Tensor, so the caller may reuse or free it at once. A
+// non-contiguous array is made contiguous first; it is never read with the wrong strides.
+Tensor tensor_from_array(const py::handle& obj) {
+  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+  if (!py::isinstance<py::array>(obj)) {
+    throw DTypeError(std::string("expected a numpy array or ringflow.Tensor, got ") +
+                     py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  auto array = py::reinterpret_borrow<py::array>(obj);
+  const DType dtype = from_numpy_dtype(array.dtype());
+  if (!(array.flags() & py::array::c_style)) {
+    array = py::module_::import("numpy").attr("ascontiguousarray")(array);
+  }
+  Shape shape(array.shape(), array.shape() + array.ndim());
+  return Tensor::copy_from(dtype, std::move(shape), array.data());
+}
+
+// A numpy view of the tensor's buffer: no copy; the array keeps the buffer alive.
+py::array array_from_tensor(const Tensor& tensor) {
+  auto* keep = new Tensor(tensor);
+  py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });
+  std::vector<py::ssize_t> shape(tensor.shape().begin(), tensor.shape().end());
+  MutableMapping m = keep->map_write();
+  return py::array(to_numpy_dtype(tensor.dtype()), shape, m.data, owner);
+}
+
+// push()/build() accept one array, a list or tuple of arrays (the model's inputs in order), a dict
+// of name -> array, or a Sample.
+Sample sample_from_python(const py::handle& inputs, const std::string& stream_id, std::int64_t frame_id,
+                          std::int64_t pts_ns) {
+  Sample sample;
+  if (py::isinstance<Sample>(inputs)) {
+    sample = inputs.cast<Sample>();
+  } else if (py::isinstance<py::dict>(inputs)) {
+    for (auto item : inputs.cast<py::dict>()) {
+      sample.names.push_back(py::str(item.first).cast<std::string>());
+      sample.tensors.push_back(tensor_from_array(item.second));
+    }
+  } else if (py::isinstance<py::list>(inputs) || py::isinstance<py::tuple>(inputs)) {
+    for (auto item : inputs) sample.tensors.push_back(tensor_from_array(item));
+    sample.names.resize(sample.tensors.size());
+  } else {
+    sample.tensors.push_back(tensor_from_array(inputs));
+    sample.names.resize(1);
+  }
+  if (!stream_id.empty()) sample.stream_id = stream_id;
+  if (frame_id >= 0) sample.frame_id = frame_id;
+  if (pts_ns >= 0) sample.pts_ns = pts_ns;
+  return sample;
+}
+
+// The sample's tensors in the order of `specs`: by name if the caller gave names (a dict).
+std::vector<Tensor> in_order(const Sample& sample, const std::vector<TensorSpec>& specs) {
+  if (sample.names.empty() || sample.names.front().empty()) return sample.tensors;
+  if (sample.tensors.size() != specs.size()) {
+    throw ShapeError("got " + std::to_string(sample.tensors.size()) + " named inputs; expected " +
+                     std::to_string(specs.size()));
+  }
+  std::vector<Tensor> ordered;
+  for (const TensorSpec& spec : specs) ordered.push_back(sample.at(spec.name));
+  return ordered;
+}
+
+// Destroying a Run joins its threads, which can take as long as an inference: never with the GIL.
+struct ReleaseGilDelete {
+  void operator()(Run* run) const {
+    if (PyGILState_Check()) {
+      py::gil_scoped_release release;
+      delete run;
+    } else {
+      delete run;
+    }
+  }
+};
+
+py::object new_exception(py::module_& m, const char* name, std::initializer_list<py::handle> bases,
+                         const char* doc) {
+  py::tuple base_tuple(bases.size());
+  std::size_t i = 0;
+  for (py::handle b : bases) base_tuple[i++] = py::reinterpret_borrow<py::object>(b);
+  const std::string qualified = std::string("ringflow.") + name;
+  py::object type = py::reinterpret_steal<py::object>(
+      PyErr_NewExceptionWithDoc(qualified.c_str(), doc, base_tuple.ptr(), nullptr));
+  if (!type) throw py::error_already_set();
+  m.attr(name) = type;
+  return type;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ringflow, m) {
+  m.doc() = "ringflow engine (C++). Import `ringflow`, not this module.";
+
+  // ---- errors -------------------------------------------------------------------------------
+  static py::object error = new_exception(m, "Error", {PyExc_RuntimeError}, "Base of every ringflow error.");
+  static py::object shape_error =
+      new_exception(m, "ShapeError", {error, PyExc_ValueError}, "An input has the wrong rank or shape.");
+  static py::object dtype_error =
+      new_exception(m, "DTypeError", {error, PyExc_TypeError}, "An input has the wrong dtype.");
+  static py::object model_error = new_exception(m, "ModelError", {error},
+                                                "A model file is missing, corrupt or unloadable.");
+  static py::object closed_error =
+      new_exception(m, "ClosedError", {error}, "push() or try_push() after close_input().");
+  static py::object timeout_error =
+      new_exception(m, "TimeoutError", {error, PyExc_TimeoutError}, "A call did not finish in time.");
+  static py::object inference_error =
+      new_exception(m, "InferenceError", {error}, "One sample failed in a pipeline stage.");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ShapeError& e) {
+      PyErr_SetString(shape_error.ptr(), e.what());
+    } catch (const DTypeError& e) {
+      PyErr_SetString(dtype_error.ptr(), e.what());
+    } catch (const ModelError& e) {
+      PyErr_SetString(model_error.ptr(), e.what());
+    } catch (const ClosedError& e) {
+      PyErr_SetString(closed_error.ptr(), e.what());
+    } catch (const TimeoutError& e) {
+      PyErr_SetString(timeout_error.ptr(), e.what());
+    } catch (const InferenceError& e) {
+      PyErr_SetString(inference_error.ptr(), e.what());
+    } catch (const Error& e) {
+      PyErr_SetString(error.ptr(), e.what());
+    }
+  });
+
+  m.def("set_onnxruntime_library", &set_onnxruntime_library, py::arg("path"));
+  m.def("onnxruntime_version", &onnxruntime_version, py::call_guard<py::gil_scoped_release>());
+
+  // ---- Tensor, Sample -----------------------------------------------------------------------
+  py::class_<TensorSpec>(m, "TensorSpec")
+      .def_readonly("name", &TensorSpec::name)
+      .def_property_readonly("dtype", [](const TensorSpec& s) { return to_numpy_dtype(s.dtype); })
+      .def_property_readonly("shape",
+                             [](const TensorSpec& s) {
+                               py::list dims;
+                               for (std::int64_t d : s.shape) {
+                                 dims.append(d < 0 ? py::object(py::none()) : py::object(py::int_(d)));
+                               }
+                               return py::tuple(dims);
+                             })
+      .def("__repr__", [](const TensorSpec& s) {
+        return "TensorSpec(name='" + s.name + "', dtype=" + dtype_name(s.dtype) +
+               ", shape=" + shape_to_string(s.shape) + ")";
+      });
+
+  py::class_<Tensor>(m, "Tensor", py::buffer_protocol())
+      .def(py::init(&tensor_from_array), py::arg("array"), "Copies a numpy array into a new Tensor.")
+      .def_property_readonly("dtype", [](const Tensor& t) { return to_numpy_dtype(t.dtype()); })
+      .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
+      .def_property_readonly("size_bytes", &Tensor::size_bytes)
+      .def("numpy", &array_from_tensor, "A zero-copy numpy view that keeps the buffer alive.")
+      .def("__array__",
+           [](const Tensor& t, py::object dtype, py::object copy) {
+             py::array a = array_from_tensor(t);
+             if (!dtype.is_none()) a = a.attr("astype")(dtype);
+             if (!copy.is_none() && copy.cast<bool>()) a = a.attr("copy")();
+             return a;
+           },
+           py::arg("dtype") = py::none(), py::arg("copy") = py::none())
+      .def("__repr__", [](const Tensor& t) { return "Tensor(" + t.describe() + ")"; });
+
+  py::class_<Sample>(m, "Sample")
+      .def(py::init<>())
+      .def_readwrite("names", &Sample::names)
+      .def_readwrite("tensors", &Sample::tensors)
+      .def_readwrite("stream_id", &Sample::stream_id)
+      .def_readwrite("frame_id", &Sample::frame_id)
+      .def_readwrite("pts_ns", &Sample::pts_ns)
+      .def_readonly("input_seq", &Sample::input_seq)
+      .def("__len__", [](const Sample& s) { return s.tensors.size(); })
+      .def("__getitem__",
+           [](const Sample& s, py::object key) {
+             if (py::isinstance<py::str>(key)) return array_from_tensor(s.at(key.cast<std::string>()));
+             auto i = key.cast<py::ssize_t>();
+             const auto n = static_cast<py::ssize_t>(s.tensors.size());
+             if (i < 0) i += n;
+             if (i < 0 || i >= n) throw py::index_error("sample has " + std::to_string(n) + " tensors");
+             return array_from_tensor(s.tensors[static_cast<std::size_t>(i)]);
+           },
+           "The tensor at an index or with a name, as a zero-copy numpy array.")
+      .def("__repr__", [](const Sample& s) {
+        std::string r = "Sample(input_seq=" + std::to_string(s.input_seq) +
+                        ", frame_id=" + std::to_string(s.frame_id) + ", tensors=[";
+        for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+          r += (i ? ", " : "") + (i < s.names.size() && !s.names[i].empty() ? s.names[i] + ": " : "") +
+               s.tensors[i].describe();
+        }
+        return r + "])";
+      });
+  m.def("tensors_from_sample", &tensors_from_sample, py::arg("sample"),
+        py::arg("require_nonempty") = false, py::return_value_policy::copy);
+
+  // ---- options ------------------------------------------------------------------------------
+  py::enum_<ColorFormat>(m, "ColorFormat")
+      .value("RGB", ColorFormat::RGB)
+      .value("BGR", ColorFormat::BGR)
+      .value("GRAY", ColorFormat::GRAY);
+  py::enum_<GraphOptimization>(m, "GraphOptimization")
+      .value("Disabled", GraphOptimization::Disabled)
+      .value("Basic", GraphOptimization::Basic)
+      .value("Extended", GraphOptimization::Extended)
+      .value("All", GraphOptimization::All);
+
+  py::class_<PreprocessOptions::Normalize>(m, "NormalizeOptions")
+      .def(py::init([](std::vector<float> mean, std::vector<float> stddev) {
+             return PreprocessOptions::Normalize{std::move(mean), std::move(stddev)};
+           }),
+           py::arg("mean") = std::vector<float>(), py::arg("stddev") = std::vector<float>())
+      .def_readwrite("mean", &PreprocessOptions::Normalize::mean)
+      .def_readwrite("stddev", &PreprocessOptions::Normalize::stddev);
+
+  py::class_<PreprocessOptions>(m, "PreprocessOptions")
+      .def(py::init([](ColorFormat input_format, ColorFormat model_format, int w, int h, int d,
+                       std::vector<float> mean, std::vector<float> stddev, bool resize) {
+             PreprocessOptions o;
+             o.input_format = input_format;
+             o.model_format = model_format;
+             o.input_max_width = w;
+             o.input_max_height = h;
+             o.input_max_depth = d;
+             o.normalize.mean = std::move(mean);
+             o.normalize.stddev = std::move(stddev);
+             o.resize = resize;
+             return o;
+           }),
+           py::arg("input_format") = ColorFormat::RGB, py::arg("model_format") = ColorFormat::RGB,
+           py::arg("input_max_width") = 0, py::arg("input_max_height") = 0,
+           py::arg("input_max_depth") = 0, py::arg("mean") = std::vector<float>(),
+           py::arg("stddev") = std::vector<float>(), py::arg("resize") = true)
+      .def_readwrite("input_format", &PreprocessOptions::input_format)
+      .def_readwrite("model_format", &PreprocessOptions::model_format)
+      .def_readwrite("input_max_width", &PreprocessOptions::input_max_width)
+      .def_readwrite("input_max_height", &PreprocessOptions::input_max_height)
+      .def_readwrite("input_max_depth", &PreprocessOptions::input_max_depth)
+      .def_readwrite("normalize", &PreprocessOptions::normalize)
+      .def_readwrite("resize", &PreprocessOptions::resize)
+      .def("enabled", &PreprocessOptions::enabled);
+
+  py::class_<SessionOptions>(m, "SessionOptions")
+      .def(py::init([](int intra, int inter, GraphOptimization opt, std::string provider) {
+             return SessionOptions{intra, inter, opt, std::move(provider)};
+           }),
+           py::arg("intra_op_threads") = 0, py::arg("inter_op_threads") = 0,
+           py::arg("optimization") = GraphOptimization::All, py::arg("execution_provider") = "cpu")
+      .def_readwrite("intra_op_threads", &SessionOptions::intra_op_threads)
+      .def_readwrite("inter_op_threads", &SessionOptions::inter_op_threads)
+      .def_readwrite("optimization", &SessionOptions::optimization)
+      .def_readwrite("execution_provider", &SessionOptions::execution_provider);
+
+  py::class_<RunOptions>(m, "RunOptions")
+      .def(py::init([](std::size_t queue_depth, int workers) { return RunOptions{queue_depth, workers}; }),
+           py::arg("queue_depth") = RunOptions().queue_depth, py::arg("workers") = RunOptions().workers)
+      .def_readwrite("queue_depth", &RunOptions::queue_depth)
+      .def_readwrite("workers", &RunOptions::workers);
+
+  // ---- Model --------------------------------------------------------------------------------
+  py::class_<Model> model(m, "Model");
+  py::class_<Model::Options>(model, "Options")
+      .def(py::init([](PreprocessOptions preprocess, SessionOptions session) {
+             return Model::Options{std::move(preprocess), std::move(session)};
+           }),
+           py::arg("preprocess") = PreprocessOptions(), py::arg("session") = SessionOptions())
+      .def_readwrite("preprocess", &Model::Options::preprocess)
+      .def_readwrite("session", &Model::Options::session);
+  py::class_<Model::RouteOptions>(model, "RouteOptions")
+      .def(py::init([](bool in, bool out) { return Model::RouteOptions{in, out}; }),
+           py::arg("include_input") = true, py::arg("include_output") = true)
+      .def_readwrite("include_input", &Model::RouteOptions::include_input)
+      .def_readwrite("include_output", &Model::RouteOptions::include_output);
+  py::class_<Model::Fragment>(model, "Fragment");
+
+  model
+      .def(py::init<const std::string&, Model::Options>(), py::arg("path"),
+           py::arg("options") = Model::Options(), py::call_guard<py::gil_scoped_release>())
+      .def("input_specs", &Model::input_specs)
+      .def("output_specs", &Model::output_specs)
+      .def_property_readonly("options", &Model::options)
+      .def_property_readonly("path", &Model::path)
+      .def("run",
+           [](const Model& self, const py::object& inputs, int timeout_ms) {
+             std::vector<Tensor> tensors = in_order(sample_from_python(inputs, "", -1, -1), self.input_specs());
+             py::gil_scoped_release release;
+             return self.run(tensors, timeout_ms);
+           },
+           py::arg("inputs"), py::arg("timeout_ms") = -1)
+      .def("graph", py::overload_cast<Model::RouteOptions>(&Model::graph, py::const_),
+           py::arg("route") = Model::RouteOptions());
+
+  // ---- Graph, Run ---------------------------------------------------------------------------
+  py::enum_<PullStatus>(m, "PullStatus")
+      .value("Ok", PullStatus::Ok)
+      .value("Timeout", PullStatus::Timeout)
+      .value("Closed", PullStatus::Closed)
+      .value("Error", PullStatus::Error);
+  py::class_<PullResult>(m, "PullResult")
+      .def_readonly("status", &PullResult::status)
+      .def_readonly("sample", &PullResult::sample)
+      .def_readonly("error", &PullResult::error)
+      .def("__repr__", [](const PullResult& r) {
+        return std::string("PullResult(status=") + pull_status_name(r.status) +
+               (r.error.empty() ? "" : ", error='" + r.error + "'") + ")";
+      });
+
+  py::class_<Graph>(m, "Graph")
+      .def(py::init<>())
+      .def("add", &Graph::add, py::arg("fragment"), py::return_value_policy::reference_internal)
+      .def("build",
+           [](const Graph& self, const py::object& seed, const RunOptions& options) {
+             Sample sample = sample_from_python(seed, "", -1, -1);
+             auto run = std::unique_ptr<Run, ReleaseGilDelete>();
+             {
+               py::gil_scoped_release release;
+               run.reset(new Run(self.build(sample, options)));
+             }
+             return run;
+           },
+           py::arg("seed_inputs"), py::arg("options") = RunOptions());
+
+  py::class_<Run, std::unique_ptr<Run, ReleaseGilDelete>>(m, "Run")
+      .def("push",
+           [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
+              std::int64_t pts_ns) {
+             Sample sample = sample_from_python(inputs, stream_id, frame_id, pts_ns);
+             py::gil_scoped_release release;
+             self.push(std::move(sample));
+           },
+           py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
+           py::arg("pts_ns") = -1)
+      .def("try_push",
+           [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
+              std::int64_t pts_ns) {
+             Sample sample = sample_from_python(inputs, stream_id, frame_id, pts_ns);
+             py::gil_scoped_release release;
+             return self.try_push(std::move(sample));
+           },
+           py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
+           py::arg("pts_ns") = -1)
+      .def("close_input", &Run::close_input, py::call_guard<py::gil_scoped_release>())
+      .def("pull", &Run::pull, py::arg("timeout_ms") = -1, py::call_guard<py::gil_scoped_release>())
+      .def("pull_with_status", &Run::pull_with_status, py::arg("timeout_ms") = -1,
+           py::call_guard<py::gil_scoped_release>())
+      .def("run",
+           [](Run& self, const py::object& inputs, int timeout_ms) {
+             std::vector<Tensor> tensors =
+                 in_order(sample_from_python(inputs, "", -1, -1), self.input_specs());
+             py::gil_scoped_release release;
+             return self.run(tensors, timeout_ms);
+           },
+           py::arg("inputs"), py::arg("timeout_ms") = -1)
+      .def("input_specs", &Run::input_specs)
+      .def("output_specs", &Run::output_specs)
+      .def_property_readonly("options", &Run::options);
+}
