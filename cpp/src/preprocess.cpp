@@ -36,6 +36,18 @@ Taps bilinear_taps(int src, int dst) {
 
 }  // namespace
 
+PreprocessOptions PreprocessOptions::imagenet(int max_width, int max_height) {
+  PreprocessOptions o;
+  o.input_format = ColorFormat::RGB;
+  o.model_format = ColorFormat::RGB;
+  o.input_max_width = max_width;
+  o.input_max_height = max_height;
+  o.input_max_depth = 3;
+  o.normalize.mean = {0.485f, 0.456f, 0.406f};
+  o.normalize.stddev = {0.229f, 0.224f, 0.225f};
+  return o;
+}
+
 Preprocessor::Preprocessor(PreprocessOptions options, TensorSpec model_input)
     : options_(std::move(options)), model_input_(std::move(model_input)) {
   const Shape& s = model_input_.shape;

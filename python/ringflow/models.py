@@ -19,7 +19,7 @@ BUILTIN = ("resnet50", "tiny-mlp")
 
 # Bump when the generated graphs or weights change, so stale cache files are
 # never picked up: the revision is part of every cached file name.
-_REVISION = 1
+_REVISION = 2
 _FILE_NAMES = {
     "resnet50": f"resnet50-v1.5-seed0-r{_REVISION}.onnx",
     "tiny-mlp": f"tiny-mlp-seed0-r{_REVISION}.onnx",
@@ -34,6 +34,9 @@ _IR_VERSION = 8
 # O(1) through all 16 blocks, like a trained network with batch norm does.
 _RESIDUAL_BRANCH_GAIN = 0.2
 _BIAS_STD = 0.01
+# Keeps logits O(1) on probe-like images and below ~10 on flat grey frames,
+# which sit far from the probes the classifier was standardized on.
+_CLASSIFIER_GAIN = 0.15
 
 
 def cache_dir() -> pathlib.Path:
@@ -200,10 +203,50 @@ def resnet50(batch: str | int = "N", seed: int = 0) -> onnx.ModelProto:
             channels = width * 4
     x = g.node("GlobalAveragePool", [x], "avgpool")
     x = g.node("Flatten", [x], "flatten", axis=1)
-    # A low gain keeps logits below ~10 even for noise images, whose pixels
-    # carry far more energy than natural ones.
-    g.gemm(x, "fc", channels, 1000, gain=0.35, output="logits")
-    return g.model("resnet50", [batch, 3, 224, 224], [batch, 1000])
+    g.gemm(x, "fc", channels, 1000, output="logits")
+    model = g.model("resnet50", [batch, 3, 224, 224], [batch, 1000])
+    _standardize_classifier(model, "flatten", "fc", seed)
+    return model
+
+
+def _probe_images(count: int, seed: int) -> np.ndarray:
+    """Smooth random images, normalized as ImageNet models expect."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0.0, 1.0, (count, 3, 7, 7)).astype(np.float32)
+    images = np.kron(coarse, np.ones((1, 1, 32, 32), np.float32))
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def _standardize_classifier(model: onnx.ModelProto, features: str, fc: str,
+                            seed: int) -> None:
+    """Rescale the classifier to see standardized features.
+
+    A deep ReLU network with random weights maps every input to nearly the
+    same feature vector, so its top-1 never changes with the input. Measuring
+    the features' mean and spread on probe images and folding them into the
+    classifier (what batch norm does in a trained network) restores the
+    dependence on the input, so different images get different classes.
+    """
+    import onnxruntime
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.append(
+        helper.make_tensor_value_info(features, TensorProto.FLOAT, None))
+    session = onnxruntime.InferenceSession(
+        probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    feats = session.run(None, {"input": _probe_images(16, seed)})[0]
+    mean = feats.mean(axis=0)
+    spread = feats.std(axis=0) + np.float32(1e-6)
+
+    params = {t.name: t for t in model.graph.initializer}
+    weight = numpy_helper.to_array(params[f"{fc}.weight"]) * (_CLASSIFIER_GAIN / spread)
+    bias = numpy_helper.to_array(params[f"{fc}.bias"]) - weight @ mean
+    for name, value in ((f"{fc}.weight", weight), (f"{fc}.bias", bias)):
+        params[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
 
 
 def tiny_mlp(batch: str | int = "N", seed: int = 0) -> onnx.ModelProto:

@@ -278,7 +278,9 @@ PYBIND11_MODULE(_ringflow, m) {
       .def_readwrite("input_max_depth", &PreprocessOptions::input_max_depth)
       .def_readwrite("normalize", &PreprocessOptions::normalize)
       .def_readwrite("resize", &PreprocessOptions::resize)
-      .def("enabled", &PreprocessOptions::enabled);
+      .def("enabled", &PreprocessOptions::enabled)
+      .def_static("imagenet", &PreprocessOptions::imagenet, py::arg("max_width") = 224,
+                  py::arg("max_height") = 224);
 
   py::class_<SessionOptions>(m, "SessionOptions")
       .def(py::init([](int intra, int inter, GraphOptimization opt, std::string provider) {

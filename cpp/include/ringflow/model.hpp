@@ -34,6 +34,10 @@ struct PreprocessOptions {
   bool resize = true;
 
   bool enabled() const { return input_max_width > 0 && input_max_height > 0 && input_max_depth > 0; }
+
+  // RGB frames up to max_width x max_height, resized and normalized as torchvision's ImageNet models
+  // expect (mean 0.485, 0.456, 0.406; stddev 0.229, 0.224, 0.225).
+  static PreprocessOptions imagenet(int max_width = 224, int max_height = 224);
 };
 
 enum class GraphOptimization { Disabled, Basic, Extended, All };
