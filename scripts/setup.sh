@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Makes a fresh machine ready: system packages, the ringflow Python package (C++ engine included)
+# and, with --cpp, the CMake build of the C++ tutorials and tests in build/cpp.
+#
+# Usage: scripts/setup.sh [--cpp]      Environment: PYTHON (default python3)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+with_cpp=false
+[[ "${1:-}" == "--cpp" ]] && with_cpp=true
+
+log() { printf '\n== %s\n' "$*"; }
+
+# OpenCV's C++ image codecs let the C++ tutorials read --image files, as the Python ones do.
+apt_packages=(g++ libopencv-imgcodecs-dev)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    log "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing system packages (${missing[*]}); install them as root" >&2
+  fi
+fi
+
+log "installing ringflow and its Python dependencies"
+"$PYTHON" -m pip install --disable-pip-version-check -q ".[test]"
+
+if $with_cpp; then
+  log "building the C++ engine, tutorials and tests (build/cpp)"
+  "$PYTHON" -m pip install --disable-pip-version-check -q cmake ninja
+  cmake -S . -B build/cpp -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$(command -v "$PYTHON")"
+  cmake --build build/cpp
+fi

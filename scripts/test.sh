@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test, C++ and Python, from a fresh machine:
+#   1. C++ engine tests and both-language tutorial checks (CTest, build/cpp)
+#   2. the lock-free stress tests under ThreadSanitizer (CTest, build/tsan)
+#   3. the Python tests (pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+scripts/setup.sh --cpp
+
+printf '\n== C++ tests and tutorials\n'
+ctest --test-dir build/cpp --output-on-failure
+
+printf '\n== lock-free stress tests under ThreadSanitizer\n'
+cmake -S . -B build/tsan -G Ninja -DRINGFLOW_TSAN=ON
+cmake --build build/tsan
+ctest --test-dir build/tsan --output-on-failure
+
+printf '\n== Python tests\n'
+"$PYTHON" -m pytest -q tests/python

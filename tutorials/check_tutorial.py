@@ -1,0 +1,88 @@
+"""Runs one tutorial in C++ and in Python with the same arguments and checks what they print.
+
+Both must exit 0 and print identical stdout, containing the expected lines. With --expect-fail,
+both must exit 1 and print one "[FAIL] <reason>" line on stderr.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def write_test_image(directory: Path) -> Path:
+    """A deterministic 320x240 pattern, larger than the model input so it gets resized, and
+    classified differently from the default grey frame."""
+    import cv2
+    import numpy as np
+
+    y, x = np.mgrid[0:240, 0:320]
+    checker = ((x // 40 + y // 40) % 2) * 200
+    bgr = np.stack([x * 255 // 319, 255 - y * 255 // 239, checker], axis=-1).astype(np.uint8)
+    path = directory / "pattern.png"  # PNG: lossless, so both decoders see the same pixels
+    cv2.imwrite(str(path), bgr)
+    return path
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    print("$", " ".join(command), flush=True)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    sys.stdout.write(result.stdout)
+    sys.stdout.write(result.stderr)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpp", required=True, help="the C++ tutorial binary")
+    parser.add_argument("--py", required=True, help="the Python tutorial script")
+    parser.add_argument("--expect", action="append", default=[], help="a line stdout must contain")
+    parser.add_argument("--expect-regex", action="append", default=[], help="a regex some line must match")
+    parser.add_argument("--expect-count", nargs=2, metavar=("PREFIX", "N"), help="N lines start with PREFIX")
+    parser.add_argument("--expect-fail", action="store_true", help="both must fail cleanly")
+    parser.add_argument("--with-image", action="store_true", help="pass --image with a generated PNG")
+    parser.add_argument("args", nargs="*", help="arguments for both tutorials (after --)")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = list(options.args)
+        if options.with_image:
+            args += ["--image", str(write_test_image(Path(tmp)))]
+        cpp = run([options.cpp, *args])
+        py = run([sys.executable, options.py, *args])
+
+    problems = []
+    for name, result in (("C++", cpp), ("Python", py)):
+        lines = result.stdout.splitlines()
+        if options.expect_fail:
+            if result.returncode != 1:
+                problems.append(f"{name} exited {result.returncode}; expected 1")
+            if not any(line.startswith("[FAIL] ") for line in result.stderr.splitlines()):
+                problems.append(f"{name} printed no '[FAIL] <reason>' line on stderr")
+            continue
+        if result.returncode != 0:
+            problems.append(f"{name} exited {result.returncode}")
+        for line in options.expect:
+            if line not in lines:
+                problems.append(f"{name} did not print {line!r}")
+        for pattern in options.expect_regex:
+            if not any(re.search(pattern, line) for line in lines):
+                problems.append(f"{name} printed no line matching {pattern!r}")
+        if options.expect_count:
+            prefix, count = options.expect_count[0], int(options.expect_count[1])
+            seen = sum(line.startswith(prefix) for line in lines)
+            if seen != count:
+                problems.append(f"{name} printed {seen} lines starting {prefix!r}; expected {count}")
+    if not options.expect_fail and cpp.stdout != py.stdout:
+        problems.append("C++ and Python printed different lines")
+
+    for problem in problems:
+        print("MISMATCH:", problem)
+    print("tutorial check", "failed" if problems else "passed")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
