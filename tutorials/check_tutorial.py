@@ -1,7 +1,8 @@
 """Runs one tutorial in C++ and in Python with the same arguments and checks what they print.
 
-Both must exit 0 and print identical stdout, containing the expected lines. With --expect-fail,
-both must exit 1 and print one "[FAIL] <reason>" line on stderr.
+Both must exit 0 and print identical stdout, containing the expected lines; with --same-keys, lines
+need only agree up to their first "=" (for measured values). With --expect-fail, both must exit 1
+and print one "[FAIL] <reason>" line on stderr.
 """
 
 import argparse
@@ -26,6 +27,15 @@ def write_test_image(directory: Path) -> Path:
     return path
 
 
+def shape(stdout: str, keys_only: bool) -> list[str]:
+    """The lines to compare: whole, or only their "key=" part when values are measurements."""
+    lines = stdout.splitlines()
+    if not keys_only:
+        return lines
+    # Free-text lines (no "=") are compared up to their first digit, e.g. "throughput: 12.0 fps".
+    return [line.split("=", 1)[0] if "=" in line else re.split(r"\d", line, maxsplit=1)[0] for line in lines]
+
+
 def run(command: list[str]) -> subprocess.CompletedProcess:
     print("$", " ".join(command), flush=True)
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -43,6 +53,7 @@ def main() -> int:
     parser.add_argument("--expect-count", nargs=2, metavar=("PREFIX", "N"), help="N lines start with PREFIX")
     parser.add_argument("--expect-fail", action="store_true", help="both must fail cleanly")
     parser.add_argument("--with-image", action="store_true", help="pass --image with a generated PNG")
+    parser.add_argument("--same-keys", action="store_true", help="compare lines only up to the first '='")
     parser.add_argument("args", nargs="*", help="arguments for both tutorials (after --)")
     options = parser.parse_args()
 
@@ -75,7 +86,7 @@ def main() -> int:
             seen = sum(line.startswith(prefix) for line in lines)
             if seen != count:
                 problems.append(f"{name} printed {seen} lines starting {prefix!r}; expected {count}")
-    if not options.expect_fail and cpp.stdout != py.stdout:
+    if not options.expect_fail and shape(cpp.stdout, options.same_keys) != shape(py.stdout, options.same_keys):
         problems.append("C++ and Python printed different lines")
 
     for problem in problems:

@@ -29,6 +29,8 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
   }
   if (options.queue_depth < 1) throw Error("RunOptions.queue_depth must be at least 1");
   if (options.workers < 1) throw Error("RunOptions.workers must be at least 1");
+  if (options.max_batch < 1) throw Error("RunOptions.max_batch must be at least 1");
+  if (options.max_delay_us < 0) throw Error("RunOptions.max_delay_us must not be negative");
 
   const std::shared_ptr<const ModelImpl>& model = fragment.model;
   std::vector<TensorSpec> push_specs;
@@ -78,6 +80,19 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
   }
   std::vector<TensorSpec> output_specs = model->outputs;
   for (std::size_t i = 0; i < output_specs.size(); ++i) output_specs[i].shape = seed_outputs[i].shape();
+
+  if (options.max_batch > 1) {
+    // Batching stacks samples along dimension 0, so every input and output must leave it dynamic.
+    const auto check = [](const TensorSpec& declared, const Shape& negotiated, const char* what) {
+      if (declared.shape.empty() || declared.shape[0] >= 0 || negotiated.empty() || negotiated[0] < 1) {
+        throw ShapeError(std::string("RunOptions.max_batch > 1 needs a dynamic batch dimension, but model ") +
+                         what + " '" + declared.name + "' is " + shape_to_string(declared.shape) +
+                         "; use max_batch = 1 for this model");
+      }
+    };
+    for (std::size_t i = 0; i < model_specs.size(); ++i) check(model->inputs[i], model_specs[i].shape, "input");
+    for (std::size_t i = 0; i < output_specs.size(); ++i) check(model->outputs[i], output_specs[i].shape, "output");
+  }
 
   return Run(std::make_unique<RunImpl>(model, options, std::move(push_specs), std::move(model_specs),
                                        std::move(output_specs)));

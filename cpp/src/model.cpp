@@ -157,12 +157,13 @@ ModelImpl::ModelImpl(std::string model_path, Model::Options model_options)
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     throw ModelError("model file not found: '" + path + "'");
   }
-  Ort::Env& env = ort::env();
-  try {
-    session_ = std::make_unique<Ort::Session>(env, path.c_str(), make_session_options(options.session));
-  } catch (const Ort::Exception& e) {
-    throw ModelError("could not load model '" + path + "' (is it a valid ONNX file?): " + e.what());
-  }
+  ort::env();
+  OrtPrepackedWeightsContainer* container = nullptr;
+  Ort::ThrowOnError(Ort::GetApi().CreatePrepackedWeightsContainer(&container));
+  prepacked_.reset(container, [](OrtPrepackedWeightsContainer* c) {
+    Ort::GetApi().ReleasePrepackedWeightsContainer(c);
+  });
+  session_ = open_session(options.session.intra_op_threads);
   inputs = read_specs(*session_, true, path);
   outputs = read_specs(*session_, false, path);
   for (const TensorSpec& s : inputs) input_names_.push_back(s.name.c_str());
@@ -195,7 +196,29 @@ std::vector<Tensor> ModelImpl::inputs_in_model_order(const Sample& sample) const
   return ordered;
 }
 
-void ModelImpl::infer(const std::vector<Tensor>& in, std::vector<Tensor>& out,
+std::shared_ptr<Ort::Session> ModelImpl::open_session(int intra_op_threads) const {
+  SessionOptions session_options = options.session;
+  session_options.intra_op_threads = intra_op_threads;
+  try {
+    // Declared before the session so the session, which refers to it, is destroyed first.
+    auto container = prepacked_;
+    auto* session = new Ort::Session(ort::env(), path.c_str(), make_session_options(session_options),
+                                     container.get());
+    return std::shared_ptr<Ort::Session>(session, [container](Ort::Session* s) { delete s; });
+  } catch (const Ort::Exception& e) {
+    throw ModelError("could not load model '" + path + "' (is it a valid ONNX file?): " + e.what());
+  }
+}
+
+std::shared_ptr<Ort::Session> ModelImpl::session(int intra_op_threads) const {
+  if (intra_op_threads <= 0 || intra_op_threads == options.session.intra_op_threads) return session_;
+  std::lock_guard<std::mutex> lock(sessions_mutex_);
+  std::shared_ptr<Ort::Session>& cached = sessions_by_threads_[intra_op_threads];
+  if (!cached) cached = open_session(intra_op_threads);
+  return cached;
+}
+
+void ModelImpl::infer(Ort::Session& session, const std::vector<Tensor>& in, std::vector<Tensor>& out,
                       const Ort::RunOptions& run_options) const {
   std::vector<Ort::Value> in_values;
   in_values.reserve(in.size());
@@ -205,13 +228,13 @@ void ModelImpl::infer(const std::vector<Tensor>& in, std::vector<Tensor>& out,
       std::vector<Ort::Value> out_values;
       out_values.reserve(out.size());
       for (const Tensor& t : out) out_values.push_back(ort::as_value(t));
-      session_->Run(run_options, input_names_.data(), in_values.data(), in_values.size(),
-                    output_names_.data(), out_values.data(), out_values.size());
+      session.Run(run_options, input_names_.data(), in_values.data(), in_values.size(),
+                  output_names_.data(), out_values.data(), out_values.size());
       return;
     }
-    std::vector<Ort::Value> results = session_->Run(run_options, input_names_.data(), in_values.data(),
-                                                    in_values.size(), output_names_.data(),
-                                                    output_names_.size());
+    std::vector<Ort::Value> results = session.Run(run_options, input_names_.data(), in_values.data(),
+                                                  in_values.size(), output_names_.data(),
+                                                  output_names_.size());
     for (std::size_t i = 0; i < results.size(); ++i) {
       auto owner = std::make_shared<Ort::Value>(std::move(results[i]));
       auto info = owner->GetTensorTypeAndShapeInfo();

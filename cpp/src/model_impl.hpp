@@ -1,7 +1,9 @@
 // ModelImpl: the loaded session and the checks every caller of it needs.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,10 +20,19 @@ class ModelImpl {
   // position. Throws ShapeError for a missing, unknown or extra input.
   std::vector<Tensor> inputs_in_model_order(const Sample& sample) const;
 
-  // Runs the session. `outputs` either holds preallocated tensors of the right shapes, which ORT
+  // The session with `intra_op_threads` ORT threads per request (0: as the Model was loaded).
+  // Sessions are created on first use and shared by every Run asking for the same count; they share
+  // prepacked weights, so only the raw initializers are held once per count.
+  std::shared_ptr<Ort::Session> session(int intra_op_threads = 0) const;
+
+  // Runs `session`. `outputs` either holds preallocated tensors of the right shapes, which ORT
   // writes into, or is empty, in which case ORT allocates them and they are appended.
-  void infer(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs,
+  void infer(Ort::Session& session, const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs,
              const Ort::RunOptions& run_options) const;
+  void infer(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs,
+             const Ort::RunOptions& run_options) const {
+    infer(*session(), inputs, outputs, run_options);
+  }
 
   const std::string path;
   const Model::Options options;
@@ -29,7 +40,12 @@ class ModelImpl {
   std::vector<TensorSpec> outputs;
 
  private:
-  std::unique_ptr<Ort::Session> session_;
+  std::shared_ptr<Ort::Session> open_session(int intra_op_threads) const;
+
+  std::shared_ptr<OrtPrepackedWeightsContainer> prepacked_;
+  std::shared_ptr<Ort::Session> session_;
+  mutable std::mutex sessions_mutex_;
+  mutable std::map<int, std::shared_ptr<Ort::Session>> sessions_by_threads_;
   std::vector<const char*> input_names_;
   std::vector<const char*> output_names_;
 };

@@ -43,24 +43,34 @@ if _library:
     _ringflow.set_onnxruntime_library(_library)
 
 from ._ringflow import (  # noqa: E402
+    BenchmarkReport,
+    CallbackError,
     ClosedError,
     ColorFormat,
+    DropReason,
+    DroppedInput,
     DTypeError,
     Error,
     Graph,
     GraphOptimization,
     InferenceError,
+    InputStats,
+    LatencySummary,
     Model,
     ModelError,
     NormalizeOptions,
+    OutputMemory,
+    OverflowPolicy,
     PreprocessOptions,
     PullResult,
     PullStatus,
     Run,
     RunOptions,
+    RunStats,
     Sample,
     SessionOptions,
     ShapeError,
+    StageStats,
     Tensor,
     TensorSpec,
     TimeoutError,
@@ -69,9 +79,5 @@ from ._ringflow import (  # noqa: E402
 )
 from . import models  # noqa: E402
 
-__all__ = [
-    "ClosedError", "ColorFormat", "DTypeError", "Error", "Graph", "GraphOptimization",
-    "InferenceError", "Model", "ModelError", "NormalizeOptions", "PreprocessOptions", "PullResult",
-    "PullStatus", "Run", "RunOptions", "Sample", "SessionOptions", "ShapeError", "Tensor",
-    "TensorSpec", "TimeoutError", "models", "onnxruntime_version", "tensors_from_sample",
-]
+__all__ = [name for name in dir(_ringflow) if not name.startswith("_")] + ["models"]
+__all__.remove("set_onnxruntime_library")

@@ -103,6 +103,32 @@ std::vector<Tensor> in_order(const Sample& sample, const std::vector<TensorSpec>
   return ordered;
 }
 
+// Wraps a Python callable as on_input_drop. It runs on the pushing thread inside push(), which has
+// released the GIL, so it takes the GIL to call; the callable is also released under the GIL,
+// whichever thread drops the last reference.
+std::function<void(const DroppedInput&)> drop_callback(const py::object& callable) {
+  if (callable.is_none()) return nullptr;
+  if (!PyCallable_Check(callable.ptr())) throw py::type_error("on_input_drop must be callable or None");
+  struct Holder {
+    py::object fn;
+    ~Holder() {
+      py::gil_scoped_acquire gil;
+      fn = py::object();
+    }
+  };
+  auto holder = std::shared_ptr<Holder>(new Holder{callable});
+  return [holder](const DroppedInput& dropped) {
+    py::gil_scoped_acquire gil;
+    try {
+      holder->fn(dropped);
+    } catch (py::error_already_set& e) {
+      // Becomes CallbackError once push() has finished; the type and message, without traceback.
+      const std::string type = py::str(e.type().attr("__name__"));
+      throw std::runtime_error(type + ": " + py::str(e.value()).cast<std::string>());
+    }
+  };
+}
+
 // Destroying a Run joins its threads, which can take as long as an inference: never with the GIL.
 struct ReleaseGilDelete {
   void operator()(Run* run) const {
@@ -147,6 +173,8 @@ PYBIND11_MODULE(_ringflow, m) {
       new_exception(m, "TimeoutError", {error, PyExc_TimeoutError}, "A call did not finish in time.");
   static py::object inference_error =
       new_exception(m, "InferenceError", {error}, "One sample failed in a pipeline stage.");
+  static py::object callback_error = new_exception(
+      m, "CallbackError", {error}, "A user callback raised; the operation that called it completed.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -162,6 +190,8 @@ PYBIND11_MODULE(_ringflow, m) {
       PyErr_SetString(timeout_error.ptr(), e.what());
     } catch (const InferenceError& e) {
       PyErr_SetString(inference_error.ptr(), e.what());
+    } catch (const CallbackError& e) {
+      PyErr_SetString(callback_error.ptr(), e.what());
     } catch (const Error& e) {
       PyErr_SetString(error.ptr(), e.what());
     }
@@ -293,11 +323,108 @@ PYBIND11_MODULE(_ringflow, m) {
       .def_readwrite("optimization", &SessionOptions::optimization)
       .def_readwrite("execution_provider", &SessionOptions::execution_provider);
 
+  py::enum_<OverflowPolicy>(m, "OverflowPolicy")
+      .value("Block", OverflowPolicy::Block)
+      .value("KeepLatest", OverflowPolicy::KeepLatest)
+      .value("DropIncoming", OverflowPolicy::DropIncoming);
+  py::enum_<OutputMemory>(m, "OutputMemory")
+      .value("Owned", OutputMemory::Owned)
+      .value("Pooled", OutputMemory::Pooled);
+  py::enum_<DropReason>(m, "DropReason")
+      .value("QueueFull", DropReason::QueueFull)
+      .value("Evicted", DropReason::Evicted);
+  py::class_<DroppedInput>(m, "DroppedInput")
+      .def_readonly("stream_id", &DroppedInput::stream_id)
+      .def_readonly("frame_id", &DroppedInput::frame_id)
+      .def_readonly("input_seq", &DroppedInput::input_seq)
+      .def_readonly("reason", &DroppedInput::reason)
+      .def("__repr__", [](const DroppedInput& d) {
+        return "DroppedInput(stream_id='" + d.stream_id + "', frame_id=" + std::to_string(d.frame_id) +
+               ", input_seq=" + std::to_string(d.input_seq) + ", reason=" + drop_reason_name(d.reason) + ")";
+      });
+
   py::class_<RunOptions>(m, "RunOptions")
-      .def(py::init([](std::size_t queue_depth, int workers) { return RunOptions{queue_depth, workers}; }),
-           py::arg("queue_depth") = RunOptions().queue_depth, py::arg("workers") = RunOptions().workers)
+      .def(py::init([](std::size_t queue_depth, OverflowPolicy policy, py::object on_input_drop, int workers,
+                       bool ordered, int max_batch, int max_delay_us, OutputMemory output_memory,
+                       bool enable_metrics) {
+             RunOptions o;
+             o.queue_depth = queue_depth;
+             o.overflow_policy = policy;
+             o.on_input_drop = drop_callback(on_input_drop);
+             o.workers = workers;
+             o.ordered = ordered;
+             o.max_batch = max_batch;
+             o.max_delay_us = max_delay_us;
+             o.output_memory = output_memory;
+             o.enable_metrics = enable_metrics;
+             return o;
+           }),
+           py::arg("queue_depth") = RunOptions().queue_depth,
+           py::arg("overflow_policy") = OverflowPolicy::Block, py::arg("on_input_drop") = py::none(),
+           py::arg("workers") = 1, py::arg("ordered") = true, py::arg("max_batch") = 1,
+           py::arg("max_delay_us") = 0, py::arg("output_memory") = OutputMemory::Owned,
+           py::arg("enable_metrics") = true)
       .def_readwrite("queue_depth", &RunOptions::queue_depth)
-      .def_readwrite("workers", &RunOptions::workers);
+      .def_readwrite("overflow_policy", &RunOptions::overflow_policy)
+      .def_property("on_input_drop", [](const RunOptions& o) { return static_cast<bool>(o.on_input_drop); },
+                    [](RunOptions& o, py::object f) { o.on_input_drop = drop_callback(f); })
+      .def_readwrite("workers", &RunOptions::workers)
+      .def_readwrite("ordered", &RunOptions::ordered)
+      .def_readwrite("max_batch", &RunOptions::max_batch)
+      .def_readwrite("max_delay_us", &RunOptions::max_delay_us)
+      .def_readwrite("output_memory", &RunOptions::output_memory)
+      .def_readwrite("enable_metrics", &RunOptions::enable_metrics)
+      .def_static("Realtime", &RunOptions::Realtime)
+      .def_static("Balanced", &RunOptions::Balanced)
+      .def_static("Reliable", &RunOptions::Reliable);
+
+  // ---- stats --------------------------------------------------------------------------------
+  py::class_<LatencySummary>(m, "LatencySummary")
+      .def_readonly("count", &LatencySummary::count)
+      .def_readonly("avg_ms", &LatencySummary::avg_ms)
+      .def_readonly("min_ms", &LatencySummary::min_ms)
+      .def_readonly("max_ms", &LatencySummary::max_ms)
+      .def_readonly("p50_ms", &LatencySummary::p50_ms)
+      .def_readonly("p90_ms", &LatencySummary::p90_ms)
+      .def_readonly("p99_ms", &LatencySummary::p99_ms);
+  py::class_<StageStats>(m, "StageStats")
+      .def_readonly("name", &StageStats::name)
+      .def_readonly("samples", &StageStats::samples)
+      .def_readonly("avg_wait_ms", &StageStats::avg_wait_ms)
+      .def_readonly("avg_compute_ms", &StageStats::avg_compute_ms);
+  py::class_<InputStats>(m, "InputStats")
+      .def_readonly("pushes", &InputStats::pushes)
+      .def_readonly("push_failures", &InputStats::push_failures)
+      .def_readonly("inputs_enqueued", &InputStats::inputs_enqueued)
+      .def_readonly("inputs_dropped", &InputStats::inputs_dropped)
+      .def_readonly("avg_push_us", &InputStats::avg_push_us)
+      .def_readonly("avg_queue_fill", &InputStats::avg_queue_fill)
+      .def_readonly("max_queue_fill", &InputStats::max_queue_fill);
+  py::class_<RunStats>(m, "RunStats")
+      .def_readonly("input", &RunStats::input)
+      .def_readonly("outputs_ready", &RunStats::outputs_ready)
+      .def_readonly("outputs_pulled", &RunStats::outputs_pulled)
+      .def_readonly("errors", &RunStats::errors)
+      .def_readonly("batches", &RunStats::batches)
+      .def_readonly("avg_batch_size", &RunStats::avg_batch_size)
+      .def_readonly("latency", &RunStats::latency)
+      .def_readonly("stages", &RunStats::stages)
+      .def_readonly("elapsed_s", &RunStats::elapsed_s)
+      .def_readonly("throughput_fps", &RunStats::throughput_fps)
+      .def("to_text", &RunStats::to_text)
+      .def("to_json", &RunStats::to_json)
+      .def("__str__", &RunStats::to_text);
+
+  py::class_<BenchmarkReport>(m, "BenchmarkReport")
+      .def_readonly("samples", &BenchmarkReport::samples)
+      .def_readonly("latency_ms", &BenchmarkReport::latency_ms)
+      .def_readonly("latency_p90_ms", &BenchmarkReport::latency_p90_ms)
+      .def_readonly("fps", &BenchmarkReport::fps)
+      .def_readonly("best_workers", &BenchmarkReport::best_workers)
+      .def_readonly("fps_by_workers", &BenchmarkReport::fps_by_workers)
+      .def("to_text", &BenchmarkReport::to_text)
+      .def("to_json", &BenchmarkReport::to_json)
+      .def("__str__", &BenchmarkReport::to_text);
 
   // ---- Model --------------------------------------------------------------------------------
   py::class_<Model> model(m, "Model");
@@ -329,6 +456,8 @@ PYBIND11_MODULE(_ringflow, m) {
              return self.run(tensors, timeout_ms);
            },
            py::arg("inputs"), py::arg("timeout_ms") = -1)
+      .def("benchmark", &Model::benchmark, py::arg("samples") = 64, py::call_guard<py::gil_scoped_release>())
+      .def("synthetic_inputs", &Model::synthetic_inputs, py::arg("seed") = 0)
       .def("graph", py::overload_cast<Model::RouteOptions>(&Model::graph, py::const_),
            py::arg("route") = Model::RouteOptions());
 
@@ -368,7 +497,7 @@ PYBIND11_MODULE(_ringflow, m) {
               std::int64_t pts_ns) {
              Sample sample = sample_from_python(inputs, stream_id, frame_id, pts_ns);
              py::gil_scoped_release release;
-             self.push(std::move(sample));
+             return self.push(std::move(sample));
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
@@ -395,5 +524,7 @@ PYBIND11_MODULE(_ringflow, m) {
            py::arg("inputs"), py::arg("timeout_ms") = -1)
       .def("input_specs", &Run::input_specs)
       .def("output_specs", &Run::output_specs)
-      .def_property_readonly("options", &Run::options);
+      .def_property_readonly("options", &Run::options)
+      .def("stats", &Run::stats)
+      .def("input_stats", &Run::input_stats);
 }

@@ -48,4 +48,11 @@ class InferenceError : public Error {
   using Error::Error;
 };
 
+// A user callback threw. The operation that called it completed; the message says what was lost
+// (nothing, unless it says otherwise).
+class CallbackError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace ringflow

@@ -5,8 +5,10 @@
 // once however many workers or threads use them.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ringflow/sample.hpp"
@@ -51,6 +53,19 @@ struct SessionOptions {
 
 class ModelImpl;
 
+// What Model::benchmark() measured, on synthetic, deterministic inputs built from input_specs().
+struct BenchmarkReport {
+  int samples = 0;
+  double latency_ms = 0;      // median of a warmed single-flight loop (one request at a time)
+  double latency_p90_ms = 0;
+  double fps = 0;             // async push/pull throughput at the best worker count
+  int best_workers = 1;
+  std::vector<std::pair<int, double>> fps_by_workers;
+
+  std::string to_text() const;
+  std::string to_json() const;
+};
+
 class Model {
  public:
   struct Options {
@@ -82,6 +97,13 @@ class Model {
   // Runs one sample on the calling thread and returns the named outputs. Safe to call from many
   // threads at once. A non-negative `timeout_ms` aborts the inference with TimeoutError.
   Sample run(const std::vector<Tensor>& inputs, int timeout_ms = -1) const;
+
+  // Measures latency and throughput with `samples` synthetic inputs per measurement: a warmed
+  // single-flight loop for latency, then asynchronous Runs at 1..cores workers for throughput.
+  BenchmarkReport benchmark(int samples = 64) const;
+  // One deterministic input sample matching input_specs() (a frame when preprocessing); dynamic
+  // dimensions become 1.
+  std::vector<Tensor> synthetic_inputs(std::uint32_t seed = 0) const;
 
   Fragment graph() const;
   Fragment graph(RouteOptions route) const;

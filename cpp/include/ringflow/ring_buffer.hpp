@@ -1,18 +1,18 @@
 // A bounded lock-free multi-producer multi-consumer ring buffer.
 //
-// Each slot carries a `turn` counter that says whose move it is: a producer holding ticket `t` may
-// write slot `t % capacity` when `turn == t`, and a consumer holding ticket `t` may read it when
-// `turn == t + 1`. Tickets are claimed with a CAS on `head_` (producers) or `tail_` (consumers), so
-// no two threads ever own the same slot, and a full or empty buffer is detected without a lock.
+// Producers and consumers each claim a ticket with a CAS on their counter (`head_`, `tail_`).
+// Ticket t uses slot t % capacity on lap t / capacity. Each slot's `turn` says whose move it is:
+// 2 * lap means "empty, waiting for the producer of this lap", 2 * lap + 1 means "full, waiting for
+// the consumer of this lap". So no two threads ever own the same slot, full and empty are detected
+// without a lock, and any capacity works (1 included), not only powers of two.
 //
-// Memory ordering: the producer writes the value and then stores `turn` with release; the consumer
-// loads `turn` with acquire before reading the value, so it sees the complete write. Symmetrically
-// the consumer's release store after moving the value out hands the slot back to the next
-// producer's acquire load. The ticket counters themselves are relaxed: they only arbitrate
-// ownership, and the `turn` handshake carries all the data visibility.
+// Memory ordering: a producer constructs the value, then stores `turn` with release; the consumer
+// loads `turn` with acquire before touching the value, so it sees the complete write. The
+// consumer's release store after moving the value out hands the slot back to the next lap's
+// producer the same way. The ticket counters only arbitrate ownership; `turn` carries visibility.
 //
-// Per-producer FIFO order holds: a producer's items take increasing tickets, and every consumer
-// takes tickets in increasing order.
+// Per-producer FIFO order holds: a producer's items take increasing tickets, and consumers take
+// tickets in increasing order.
 #pragma once
 
 #include <atomic>
@@ -30,21 +30,18 @@ inline constexpr std::size_t kCacheLine = 64;
 
 template <typename T>
 class RingBuffer {
-  static_assert(std::is_nothrow_move_constructible_v<T>,
+  static_assert(std::is_nothrow_move_constructible_v<T> && std::is_nothrow_move_assignable_v<T>,
                 "RingBuffer moves values in and out of slots and cannot roll back a throwing move");
 
  public:
-  // Capacity is rounded up to a power of two so a ticket maps to its slot with a mask.
-  explicit RingBuffer(std::size_t min_capacity)
-      : capacity_(round_up_pow2(min_capacity)), mask_(capacity_ - 1), slots_(new Slot[capacity_]) {
-    for (std::size_t i = 0; i < capacity_; ++i) slots_[i].turn.store(i, std::memory_order_relaxed);
-  }
+  explicit RingBuffer(std::size_t capacity)
+      : capacity_(checked_capacity(capacity)), slots_(new Slot[capacity_]) {}
 
   // Destruction must not race with any push or pop.
   ~RingBuffer() {
     const std::size_t head = head_.load(std::memory_order_relaxed);
     for (std::size_t t = tail_.load(std::memory_order_relaxed); t != head; ++t) {
-      std::launder(reinterpret_cast<T*>(&slots_[t & mask_].storage))->~T();
+      slots_[t % capacity_].value()->~T();
     }
     delete[] slots_;
   }
@@ -54,46 +51,50 @@ class RingBuffer {
 
   // Returns false, leaving `value` untouched, when the buffer is full.
   bool try_push(T& value) noexcept {
-    std::size_t ticket = head_.load(std::memory_order_relaxed);
+    return try_push(value, [](T&, std::size_t) noexcept {});
+  }
+  bool try_push(T&& value) noexcept { return try_push(value); }
+
+  // As try_push(), but first calls `stamp(value, ticket)` with the value's position in the global
+  // push order (0, 1, 2, ...), so the value can record it. A failed push takes no ticket.
+  template <typename Stamp>
+  bool try_push(T& value, Stamp&& stamp) noexcept {
+    std::size_t ticket = head_.load(std::memory_order_acquire);
     for (;;) {
-      Slot& slot = slots_[ticket & mask_];
-      const std::size_t turn = slot.turn.load(std::memory_order_acquire);
-      const auto lag = static_cast<std::ptrdiff_t>(turn - ticket);
-      if (lag == 0) {
-        if (head_.compare_exchange_weak(ticket, ticket + 1, std::memory_order_relaxed)) {
+      Slot& slot = slots_[ticket % capacity_];
+      if (slot.turn.load(std::memory_order_acquire) == 2 * lap(ticket)) {
+        if (head_.compare_exchange_strong(ticket, ticket + 1, std::memory_order_acq_rel)) {
+          stamp(value, ticket);
           new (&slot.storage) T(std::move(value));
-          slot.turn.store(ticket + 1, std::memory_order_release);
+          slot.turn.store(2 * lap(ticket) + 1, std::memory_order_release);
           return true;
         }
-      } else if (lag < 0) {
-        return false;  // the slot still holds the value from one lap ago: full
       } else {
-        ticket = head_.load(std::memory_order_relaxed);  // another producer took this ticket
+        // The slot still holds last lap's value. Unless another producer moved on meanwhile,
+        // the buffer is full.
+        const std::size_t seen = ticket;
+        ticket = head_.load(std::memory_order_acquire);
+        if (ticket == seen) return false;
       }
     }
   }
 
-  bool try_push(T&& value) noexcept { return try_push(value); }
-
   // Returns false when the buffer is empty.
   bool try_pop(T& out) noexcept {
-    std::size_t ticket = tail_.load(std::memory_order_relaxed);
+    std::size_t ticket = tail_.load(std::memory_order_acquire);
     for (;;) {
-      Slot& slot = slots_[ticket & mask_];
-      const std::size_t turn = slot.turn.load(std::memory_order_acquire);
-      const auto lag = static_cast<std::ptrdiff_t>(turn - (ticket + 1));
-      if (lag == 0) {
-        if (tail_.compare_exchange_weak(ticket, ticket + 1, std::memory_order_relaxed)) {
-          T* stored = std::launder(reinterpret_cast<T*>(&slot.storage));
-          out = std::move(*stored);
-          stored->~T();
-          slot.turn.store(ticket + capacity_, std::memory_order_release);
+      Slot& slot = slots_[ticket % capacity_];
+      if (slot.turn.load(std::memory_order_acquire) == 2 * lap(ticket) + 1) {
+        if (tail_.compare_exchange_strong(ticket, ticket + 1, std::memory_order_acq_rel)) {
+          out = std::move(*slot.value());
+          slot.value()->~T();
+          slot.turn.store(2 * lap(ticket) + 2, std::memory_order_release);
           return true;
         }
-      } else if (lag < 0) {
-        return false;  // no producer has filled this slot yet: empty
       } else {
-        ticket = tail_.load(std::memory_order_relaxed);
+        const std::size_t seen = ticket;
+        ticket = tail_.load(std::memory_order_acquire);
+        if (ticket == seen) return false;  // no producer has filled this slot yet: empty
       }
     }
   }
@@ -108,22 +109,21 @@ class RingBuffer {
   }
 
  private:
-  // One slot per cache line, so producers and consumers working on neighbouring slots do not
-  // invalidate each other's lines.
+  // One slot per cache line, so threads working on neighbouring slots do not invalidate each
+  // other's lines.
   struct alignas(kCacheLine) Slot {
     std::atomic<std::size_t> turn{0};
     std::aligned_storage_t<sizeof(T), alignof(T)> storage;
+    T* value() noexcept { return std::launder(reinterpret_cast<T*>(&storage)); }
   };
 
-  static std::size_t round_up_pow2(std::size_t n) {
+  static std::size_t checked_capacity(std::size_t n) {
     if (n == 0) throw std::invalid_argument("RingBuffer capacity must be at least 1");
-    std::size_t p = 1;
-    while (p < n) p <<= 1;
-    return p;
+    return n;
   }
+  std::size_t lap(std::size_t ticket) const noexcept { return ticket / capacity_; }
 
   const std::size_t capacity_;
-  const std::size_t mask_;
   Slot* const slots_;
   // Producers and consumers hammer different counters; keep them on separate lines.
   alignas(kCacheLine) std::atomic<std::size_t> head_{0};

@@ -6,4 +6,5 @@
 #include "ringflow/model.hpp"
 #include "ringflow/run.hpp"
 #include "ringflow/sample.hpp"
+#include "ringflow/stats.hpp"
 #include "ringflow/tensor.hpp"

@@ -1,28 +1,82 @@
-// Run: a started pipeline. Push samples in from any thread, pull results out from any thread.
+// Run: a started pipeline. Push samples in from any threads, pull results out from any threads.
 //
-//   push ─► [preprocess] ─► ring ─► infer × workers ─► reorder slots ─► pull
+//   push ─► input ring ─► dispatch (preprocess, batch) ─► ring ─► infer × workers ─► results ─► pull
 //
 // Stages are connected by lock-free ring buffers (ring_buffer.hpp); every waiting thread spins
-// briefly and then parks (event_count.hpp). Results come out in push order.
+// briefly and then parks (event_count.hpp). The single dispatch thread numbers the samples it
+// starts, and the results stage hands them out in that order (ordered) or as they finish.
 //
-// `queue_depth` bounds the samples in flight: accepted by push() but not yet pulled. When it is
-// reached push() waits and try_push() returns false, so memory stays bounded however fast you push.
+// Memory is bounded: the input ring holds `queue_depth` samples, and the dispatcher starts a sample
+// only when one of `queue_depth` result slots is free, so a consumer that stops pulling makes the
+// input queue fill and the overflow policy decide.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "ringflow/sample.hpp"
+#include "ringflow/stats.hpp"
 
 namespace ringflow {
 
+enum class OverflowPolicy {
+  Block,         // push() waits for room; nothing is ever dropped
+  KeepLatest,    // the oldest sample still waiting in the queue is dropped to make room (live feeds)
+  DropIncoming,  // the new sample is rejected
+};
+
+enum class OutputMemory {
+  Owned,   // each result owns a freshly allocated buffer
+  Pooled,  // results borrow buffers from a pool; a buffer is reused only after every Tensor, Mapping
+           // and numpy array referring to it is gone. No allocation per sample in steady state.
+};
+
+enum class DropReason { QueueFull, Evicted };
+const char* drop_reason_name(DropReason reason);
+
+struct DroppedInput {
+  std::string stream_id;
+  std::int64_t frame_id = -1;
+  std::uint64_t input_seq = 0;  // set for Evicted; a rejected sample never got one
+  DropReason reason = DropReason::QueueFull;
+};
+
 struct RunOptions {
-  std::size_t queue_depth = 8;  // samples in flight, from push() to pull()
-  int workers = 1;              // concurrent inference requests on the shared session
+  // Samples that may wait in the input queue. As many again may be computing or waiting to be
+  // pulled; when those are all taken the queue fills and overflow_policy applies.
+  std::size_t queue_depth = 8;
+  OverflowPolicy overflow_policy = OverflowPolicy::Block;
+  // Called on the pushing thread, inside push(), for every dropped sample. If it throws, push()
+  // completes and then throws CallbackError; nothing else is lost.
+  std::function<void(const DroppedInput&)> on_input_drop;
+
+  // Concurrent inference requests on the model's one set of weights (OpenVINO's nireq). With more
+  // than one, and the model's intra_op_threads left at 0, each request gets cores / workers ORT
+  // threads so the machine is not oversubscribed.
+  int workers = 1;
+  // With several workers, keep pull order equal to push order (a reorder stage). False: completion
+  // order, which never holds a finished result back behind a slower one.
+  bool ordered = true;
+
+  // Dynamic batching: stack up to max_batch waiting samples into one inference, waiting at most
+  // max_delay_us after the first for more to arrive. Needs a model with a dynamic batch dimension.
+  int max_batch = 1;
+  int max_delay_us = 0;
+
+  OutputMemory output_memory = OutputMemory::Owned;
+  bool enable_metrics = true;  // latency and per-stage timing; counters are always kept
+
+  // Small queue, drop the stalest frame: bounded latency for live sources.
+  static RunOptions Realtime();
+  // The default: moderate queue, Block.
+  static RunOptions Balanced();
+  // Deep queue, Block: absorbs bursts, never drops.
+  static RunOptions Reliable();
 };
 
 enum class PullStatus {
@@ -52,11 +106,13 @@ class Run {
   // pulled are discarded: to keep them, close_input() and pull until Closed first.
   ~Run();
 
-  // Waits while `queue_depth` samples are in flight. Throws ShapeError or DTypeError for a sample
-  // that does not match the negotiated inputs (nothing is enqueued), ClosedError after close_input().
-  void push(const std::vector<Tensor>& inputs);
-  void push(Sample sample);
-  // As push(), but returns false at once instead of waiting when the queue is full.
+  // Enqueues a sample. When the queue is full, the overflow policy decides: Block waits, KeepLatest
+  // evicts the oldest waiting sample, DropIncoming rejects this one. Returns whether this sample was
+  // accepted. Throws ShapeError or DTypeError for a sample that does not match the negotiated
+  // inputs, ClosedError after close_input(); in both cases nothing is enqueued or dropped.
+  bool push(const std::vector<Tensor>& inputs);
+  bool push(Sample sample);
+  // As push(), but never waits: returns false (counted as a push failure) when the queue is full.
   bool try_push(const std::vector<Tensor>& inputs);
   bool try_push(Sample sample);
 
@@ -76,6 +132,10 @@ class Run {
   const std::vector<TensorSpec>& input_specs() const;
   const std::vector<TensorSpec>& output_specs() const;
   const RunOptions& options() const;
+
+  // A snapshot of the counters and timings; cheap enough to poll.
+  RunStats stats() const;
+  InputStats input_stats() const;
 
  private:
   friend class Graph;
