@@ -115,9 +115,10 @@ class RingBuffer {
     std::aligned_storage_t<sizeof(T), alignof(T)> storage;
   };
 
+  // At least 2: with one slot, a full slot's turn would equal the next producer's ticket.
   static std::size_t round_up_pow2(std::size_t n) {
     if (n == 0) throw std::invalid_argument("RingBuffer capacity must be at least 1");
-    std::size_t p = 1;
+    std::size_t p = 2;
     while (p < n) p <<= 1;
     return p;
   }
