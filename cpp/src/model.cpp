@@ -182,17 +182,26 @@ ModelImpl::ModelImpl(std::string model_path, Model::Options model_options)
 }
 
 std::vector<Tensor> ModelImpl::inputs_in_model_order(const Sample& sample) const {
+  std::string model_names;
+  for (const TensorSpec& s : inputs) model_names += (model_names.empty() ? "" : ", ") + s.name;
+  if (sample.tensors.size() != inputs.size()) {
+    throw ShapeError("got " + std::to_string(sample.tensors.size()) + " input tensors; the model takes " +
+                     std::to_string(inputs.size()) + " (" + model_names + ")");
+  }
   const bool named = std::any_of(sample.names.begin(), sample.names.end(),
                                  [](const std::string& n) { return !n.empty(); });
-  if (sample.tensors.size() != inputs.size()) {
-    std::string names;
-    for (const TensorSpec& s : inputs) names += (names.empty() ? "" : ", ") + s.name;
-    throw ShapeError("got " + std::to_string(sample.tensors.size()) + " input tensors; the model takes " +
-                     std::to_string(inputs.size()) + " (" + names + ")");
-  }
   if (!named) return sample.tensors;
-  std::vector<Tensor> ordered(inputs.size());
-  for (std::size_t i = 0; i < inputs.size(); ++i) ordered[i] = sample.at(inputs[i].name);
+  std::vector<Tensor> ordered;
+  for (const TensorSpec& spec : inputs) {
+    const auto it = std::find(sample.names.begin(), sample.names.end(), spec.name);
+    if (it == sample.names.end() || static_cast<std::size_t>(it - sample.names.begin()) >= sample.tensors.size()) {
+      std::string given;
+      for (const std::string& n : sample.names) given += (given.empty() ? "" : ", ") + n;
+      throw ShapeError("the sample has no input named '" + spec.name + "'; the model's inputs are " +
+                       model_names + ", the sample's are " + given);
+    }
+    ordered.push_back(sample.tensors[static_cast<std::size_t>(it - sample.names.begin())]);
+  }
   return ordered;
 }
 

@@ -4,11 +4,12 @@
 // while a thread that parks at once pays a futex round trip (several microseconds) on every hop.
 // `wait_until` spins for a few microseconds, then parks on an EventCount.
 //
-// EventCount lets lock-free code sleep without losing wake-ups. A waiter announces itself
-// (`waiters_++`), re-checks its condition, and sleeps only while `epoch_` is unchanged. A notifier
-// first makes the condition true, then reads `waiters_`; both sides use seq_cst, so either the
-// waiter sees the condition or the notifier sees the waiter (the Dekker pattern). The notifier takes
-// the mutex only when someone is parked, so the uncontended hot path is one atomic load.
+// EventCount lets lock-free code sleep without losing wake-ups. A waiter announces itself with a
+// read-modify-write of `waiters_`, re-checks its condition, and sleeps only while `epoch_` is
+// unchanged. A notifier first makes the condition true, then reads `waiters_` with a
+// read-modify-write too. RMWs of one atomic are totally ordered, and acq_rel makes the earlier one
+// visible to the later: either the notifier sees the waiter, or the waiter sees the condition. The
+// notifier takes the mutex only when someone is parked.
 #pragma once
 
 #include <atomic>
@@ -43,8 +44,7 @@ inline void cpu_relax() noexcept {
 class EventCount {
  public:
   void notify_all() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiters_.load(std::memory_order_seq_cst) == 0) return;
+    if (waiters_.fetch_add(0, std::memory_order_acq_rel) == 0) return;
     {
       // Taking the lock orders this bump after any waiter that is between its epoch check and its
       // sleep, so that waiter is already inside wait() when notify_all() runs.
@@ -59,9 +59,8 @@ class EventCount {
   bool wait_until(Ready&& ready, Clock::time_point deadline) {
     if (spin(ready)) return true;
     for (;;) {
-      waiters_.fetch_add(1, std::memory_order_seq_cst);
-      std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the one in notify_all()
-      const std::uint64_t epoch = epoch_.load(std::memory_order_seq_cst);
+      waiters_.fetch_add(1, std::memory_order_acq_rel);
+      const std::uint64_t epoch = epoch_.load(std::memory_order_acquire);
       if (ready()) {
         waiters_.fetch_sub(1, std::memory_order_relaxed);
         return true;
