@@ -608,6 +608,7 @@ Sample Run::run(const std::vector<Tensor>& inputs, int timeout_ms) {
 const std::vector<TensorSpec>& Run::input_specs() const { return live(impl_).push_inputs; }
 const std::vector<TensorSpec>& Run::output_specs() const { return live(impl_).outputs; }
 const RunOptions& Run::options() const { return live(impl_).options; }
+std::size_t Run::capacity() const { return live(impl_).capacity(); }
 RunStats Run::stats() const { return live(impl_).stats(); }
 InputStats Run::input_stats() const { return live(impl_).input_stats(); }
 

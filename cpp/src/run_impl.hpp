@@ -32,6 +32,7 @@ class RunImpl {
   Sample run_one(const std::vector<Tensor>& inputs, int timeout_ms);
   RunStats stats() const;
   InputStats input_stats() const;
+  std::size_t capacity() const { return input_.capacity() + result_capacity_; }
 
   const RunOptions options;
   const std::vector<TensorSpec> push_inputs;

@@ -525,6 +525,7 @@ PYBIND11_MODULE(_ringflow, m) {
       .def("input_specs", &Run::input_specs)
       .def("output_specs", &Run::output_specs)
       .def_property_readonly("options", &Run::options)
+      .def_property_readonly("capacity", &Run::capacity)
       .def("stats", &Run::stats)
       .def("input_stats", &Run::input_stats);
 }

@@ -48,7 +48,7 @@ Run build_run(RunOptions options = {}) {
 }  // namespace
 
 TEST(a_preprocessing_run_takes_uint8_frames_of_any_size) {
-  Run run = build_run({2, 1});
+  Run run = build_run(depth_and_workers(2, 1));
   CHECK_EQ(run.input_specs().size(), 1u);
   CHECK_EQ(run.input_specs()[0].dtype, DType::UInt8);
   CHECK_EQ(run.input_specs()[0].shape, (Shape{-1, -1, 3}));
@@ -58,7 +58,7 @@ TEST(a_preprocessing_run_takes_uint8_frames_of_any_size) {
 // The Run's preprocess stage and Model::run's must produce the same model input, so the same bits.
 TEST(run_results_match_model_run_for_full_size_and_resized_frames) {
   const Model& model = resnet50_for_rgb_frames();
-  Run run = build_run({2, 1});
+  Run run = build_run(depth_and_workers(2, 1));
   const std::vector<Tensor> frames{gray_frame(224, 224, 99), gradient_frame(100, 120)};
   for (const Tensor& frame : frames) run.push({frame});
   for (const Tensor& frame : frames) {
@@ -74,7 +74,7 @@ TEST(run_results_match_model_run_for_full_size_and_resized_frames) {
 
 TEST(frames_outside_the_limits_are_rejected_and_the_run_goes_on) {
   const Model& model = resnet50_for_rgb_frames();
-  Run run = build_run({2, 1});
+  Run run = build_run(depth_and_workers(2, 1));
   const Tensor too_wide = gray_frame(200, 300, 99);
   CHECK_THROWS_WITH(run.push({too_wide}), ShapeError, "H <= 224 and W <= 224");
   CHECK_THROWS_WITH(model.run({too_wide}), ShapeError, "H <= 224 and W <= 224");
@@ -94,7 +94,7 @@ TEST(frames_outside_the_limits_are_rejected_and_the_run_goes_on) {
 }
 
 TEST(destroying_a_preprocessing_run_with_frames_in_flight_returns) {
-  std::optional<Run> run(build_run({4, 2}));
+  std::optional<Run> run(build_run(depth_and_workers(4, 2)));
   for (int i = 0; i < 4; ++i) run->push({gradient_frame(100, 120)});
   HangGuard guard("destroying a busy resnet50 Run", std::chrono::seconds(10));
   run.reset();  // while frames are being preprocessed, inferred or queued

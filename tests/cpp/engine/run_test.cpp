@@ -88,17 +88,20 @@ void check_push_order(RunOptions options, int count) {
 }
 
 // Fills a Run of `queue_depth` without pulling, so that every slot is taken.
-void fill(Run& run, int queue_depth) {
-  for (int i = 0; i < queue_depth; ++i) CHECK(run.try_push({mlp_input(i)}));
+// Pushes `count` samples without pulling; waits while the dispatcher moves them out of the input
+// queue into result slots.
+void fill(Run& run, int count) {
+  HangGuard guard("filling a Run to its capacity", kHangLimit);
+  for (int i = 0; i < count; ++i) CHECK(run.push({mlp_input(i)}));
 }
 
 }  // namespace
 
 TEST(results_arrive_in_push_order) { check_push_order({}, 500); }
-TEST(results_arrive_in_push_order_with_queue_depth_1) { check_push_order({1, 1}, 200); }
-TEST(results_arrive_in_push_order_with_queue_depth_2_and_2_workers) { check_push_order({2, 2}, 500); }
-TEST(results_arrive_in_push_order_with_queue_depth_2_and_3_workers) { check_push_order({2, 3}, 500); }
-TEST(results_arrive_in_push_order_with_3_workers) { check_push_order({8, 3}, 500); }
+TEST(results_arrive_in_push_order_with_queue_depth_1) { check_push_order(depth_and_workers(1, 1), 200); }
+TEST(results_arrive_in_push_order_with_queue_depth_2_and_2_workers) { check_push_order(depth_and_workers(2, 2), 500); }
+TEST(results_arrive_in_push_order_with_queue_depth_2_and_3_workers) { check_push_order(depth_and_workers(2, 3), 500); }
+TEST(results_arrive_in_push_order_with_3_workers) { check_push_order(depth_and_workers(8, 3), 500); }
 
 // Pushers race for slots and sequence numbers; whatever order they win in, results come out in
 // input_seq order and each carries the output of its own input.
@@ -106,7 +109,7 @@ TEST(results_from_concurrent_pushers_arrive_in_input_seq_order) {
   constexpr int kPerPusher = 250;
   std::vector<Sample> expected;
   for (int i = 0; i < 2 * kPerPusher; ++i) expected.push_back(tiny_mlp().run({mlp_input(i)}));
-  Run run = build_run({4, 2});
+  Run run = build_run(depth_and_workers(4, 2));
 
   HangGuard guard("two pushers and a puller", kHangLimit);
   std::atomic<int> push_errors{0};
@@ -152,18 +155,28 @@ TEST(run_specs_are_the_negotiated_shapes) {
   CHECK_EQ(run.output_specs()[0].shape, (Shape{1, 10}));
 }
 
-TEST(try_push_refuses_while_queue_depth_samples_are_unpulled) {
-  Run run = build_run({3, 1});
-  fill(run, 3);
+TEST(capacity_is_two_queues_plus_a_batch_per_worker) {
+  CHECK_EQ(build_run(depth_and_workers(3, 1)).capacity(), 3u + 3u + 1u);
+  CHECK_EQ(build_run(depth_and_workers(4, 2)).capacity(), 4u + 4u + 2u);
+}
+
+TEST(try_push_refuses_while_capacity_samples_are_unpulled) {
+  Run run = build_run(depth_and_workers(3, 1));
+  const int capacity = static_cast<int>(run.capacity());
+  fill(run, capacity);
   // Finished results still hold their slots until pulled, however long the workers have had.
   std::this_thread::sleep_for(20ms);
-  CHECK(!run.try_push({mlp_input(3)}));
+  CHECK(!run.try_push({mlp_input(capacity)}));
   const std::optional<Sample> first = run.pull(kPullTimeoutMs);
   CHECK(first.has_value());
   CHECK_EQ(first->input_seq, 0u);
-  CHECK(run.try_push({mlp_input(3)}));
-  CHECK(!run.try_push({mlp_input(4)}));
-  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+  // One pull frees one result slot; the dispatcher moves a waiting sample into it, which frees room
+  // in the input queue.
+  HangGuard guard("a try_push after a pull", kHangLimit);
+  while (!run.try_push({mlp_input(capacity)})) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(20ms);
+  CHECK(!run.try_push({mlp_input(capacity + 1)}));
+  for (std::uint64_t seq = 1; seq <= static_cast<std::uint64_t>(capacity); ++seq) {
     const std::optional<Sample> result = run.pull(kPullTimeoutMs);
     CHECK(result.has_value());
     CHECK_EQ(result->input_seq, seq);  // the refused pushes took no sequence number
@@ -171,13 +184,14 @@ TEST(try_push_refuses_while_queue_depth_samples_are_unpulled) {
 }
 
 TEST(a_blocked_push_proceeds_once_a_result_is_pulled) {
-  Run run = build_run({2, 1});
-  fill(run, 2);
+  Run run = build_run(depth_and_workers(2, 1));
+  const int capacity = static_cast<int>(run.capacity());
+  fill(run, capacity);
   HangGuard guard("a push waiting for a free slot", kHangLimit);
   std::atomic<bool> pushed{false};
   std::thread pusher([&] {
     try {
-      run.push({mlp_input(2)});
+      run.push({mlp_input(capacity)});
       pushed = true;
     } catch (const std::exception&) {
       // `pushed` stays false and the test fails below
@@ -190,7 +204,7 @@ TEST(a_blocked_push_proceeds_once_a_result_is_pulled) {
   CHECK(!pushed_while_full);
   CHECK(pushed);
   CHECK(first.has_value());
-  for (std::uint64_t seq = 1; seq <= 2; ++seq) {
+  for (std::uint64_t seq = 1; seq <= static_cast<std::uint64_t>(capacity); ++seq) {
     const std::optional<Sample> result = run.pull(kPullTimeoutMs);
     CHECK(result.has_value());
     CHECK_EQ(result->input_seq, seq);
@@ -210,14 +224,15 @@ TEST(push_after_close_input_throws_closed_error) {
 }
 
 TEST(close_input_releases_a_push_blocked_on_a_full_queue) {
-  Run run = build_run({2, 1});
-  fill(run, 2);
+  Run run = build_run(depth_and_workers(2, 1));
+  const int capacity = static_cast<int>(run.capacity());
+  fill(run, capacity);
   HangGuard guard("a blocked push after close_input", kHangLimit);
   enum class Outcome { Blocked, Returned, ClosedError, OtherError };
   std::atomic<Outcome> outcome{Outcome::Blocked};
   std::thread pusher([&] {
     try {
-      run.push({mlp_input(2)});
+      run.push({mlp_input(capacity)});
       outcome = Outcome::Returned;
     } catch (const ClosedError&) {
       outcome = Outcome::ClosedError;
@@ -231,8 +246,8 @@ TEST(close_input_releases_a_push_blocked_on_a_full_queue) {
   pusher.join();
   CHECK_EQ(before_close, Outcome::Blocked);
   CHECK_EQ(outcome.load(), Outcome::ClosedError);
-  CHECK_EQ(run.pull_with_status(kPullTimeoutMs).status, PullStatus::Ok);
-  CHECK_EQ(run.pull_with_status(kPullTimeoutMs).status, PullStatus::Ok);
+  // Everything accepted before the close is still delivered.
+  for (int i = 0; i < capacity; ++i) CHECK_EQ(run.pull_with_status(kPullTimeoutMs).status, PullStatus::Ok);
   CHECK_EQ(run.pull_with_status(kPullTimeoutMs).status, PullStatus::Closed);
 }
 
@@ -299,11 +314,11 @@ TEST(pull_on_an_open_empty_run_times_out) {
 TEST(destroying_a_run_with_samples_in_flight_returns) {
   HangGuard guard("destroying busy Runs", kHangLimit);
   for (int workers : {1, 3}) {
-    Run run = build_run({8, workers});
+    Run run = build_run(depth_and_workers(8, workers));
     fill(run, 8);
   }  // destroyed at once, most samples still queued or running
   {
-    Run run = build_run({8, 2});
+    Run run = build_run(depth_and_workers(8, 2));
     fill(run, 8);
     std::this_thread::sleep_for(50ms);  // by now every result is done and waiting to be pulled
   }

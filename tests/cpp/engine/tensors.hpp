@@ -1,11 +1,19 @@
-// Deterministic test inputs and bit-exact comparisons of results.
+// Deterministic test inputs, run options and bit-exact comparisons of results.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "ringflow/run.hpp"
 #include "ringflow/sample.hpp"
 #include "ringflow/tensor.hpp"
+
+inline ringflow::RunOptions depth_and_workers(std::size_t queue_depth, int workers) {
+  ringflow::RunOptions options;
+  options.queue_depth = queue_depth;
+  options.workers = workers;
+  return options;
+}
 
 // A float32 [1, 64] row for tiny-mlp, different for every `index`.
 inline ringflow::Tensor mlp_input(int index) {
