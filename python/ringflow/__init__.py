@@ -4,7 +4,7 @@ Push samples in from one thread and pull results out from another; the C++ engin
 preprocessing and inference on its own threads with the GIL released::
 
     import ringflow as rf
-    model = rf.Model(rf.models.ensure("tiny-mlp"))
+    model = rf.Model(rf.models.ensure("tiny-mlp"))  # str or pathlib.Path
     graph = rf.Graph()
     graph.add(model.graph(rf.Model.RouteOptions(include_input=True, include_output=True)))
     run = graph.build(seed)                      # seed: one representative input
@@ -12,8 +12,9 @@ preprocessing and inference on its own threads with the GIL released::
     while (out := run.pull(timeout_ms=2000)) is not None:
         logits = out[0]                          # zero-copy numpy view
 
-push() copies each input array, so the caller may reuse it at once. Arrays a result hands back
-are views of its buffer and keep it alive.
+push() copies each numpy input, so the caller may reuse the array at once; an rf.Tensor or
+rf.Sample is shared, not copied, so do not write to it while it is in flight. Arrays a result
+hands back are zero-copy views of its buffer and keep it alive.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -94,12 +95,22 @@ Sample sample_from_python(const py::handle& inputs, const std::string& stream_id
 // The sample's tensors in the order of `specs`: by name if the caller gave names (a dict).
 std::vector<Tensor> in_order(const Sample& sample, const std::vector<TensorSpec>& specs) {
   if (sample.names.empty() || sample.names.front().empty()) return sample.tensors;
+  std::string expected, given;
+  for (const TensorSpec& spec : specs) expected += (expected.empty() ? "" : ", ") + spec.name;
+  for (const std::string& name : sample.names) given += (given.empty() ? "" : ", ") + name;
   if (sample.tensors.size() != specs.size()) {
-    throw ShapeError("got " + std::to_string(sample.tensors.size()) + " named inputs; expected " +
-                     std::to_string(specs.size()));
+    throw ShapeError("got " + std::to_string(sample.tensors.size()) + " named inputs (" + given +
+                     "); the model takes " + std::to_string(specs.size()) + " (" + expected + ")");
   }
   std::vector<Tensor> ordered;
-  for (const TensorSpec& spec : specs) ordered.push_back(sample.at(spec.name));
+  for (const TensorSpec& spec : specs) {
+    const auto it = std::find(sample.names.begin(), sample.names.end(), spec.name);
+    if (it == sample.names.end()) {
+      throw ShapeError("no input named '" + spec.name + "'; the model's inputs are " + expected +
+                       ", the given ones are " + given);
+    }
+    ordered.push_back(sample.tensors[static_cast<std::size_t>(it - sample.names.begin())]);
+  }
   return ordered;
 }
 
@@ -219,15 +230,33 @@ PYBIND11_MODULE(_ringflow, m) {
 
   py::class_<Tensor>(m, "Tensor", py::buffer_protocol())
       .def(py::init(&tensor_from_array), py::arg("array"), "Copies a numpy array into a new Tensor.")
+      .def_buffer([](Tensor& t) {
+        const py::dtype dt = to_numpy_dtype(t.dtype());
+        std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+        std::vector<py::ssize_t> strides(shape.size());
+        py::ssize_t stride = dt.itemsize();
+        for (std::size_t i = shape.size(); i-- > 0;) {
+          strides[i] = stride;
+          stride *= shape[i];
+        }
+        return py::buffer_info(t.map_write().data, dt.itemsize(), py::str(dt.attr("char")).cast<std::string>(),
+                               static_cast<py::ssize_t>(shape.size()), shape, strides);
+      })
       .def_property_readonly("dtype", [](const Tensor& t) { return to_numpy_dtype(t.dtype()); })
       .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
       .def_property_readonly("size_bytes", &Tensor::size_bytes)
       .def("numpy", &array_from_tensor, "A zero-copy numpy view that keeps the buffer alive.")
       .def("__array__",
            [](const Tensor& t, py::object dtype, py::object copy) {
+             // numpy 2 semantics: copy=None copies only if needed, False never copies, True always.
              py::array a = array_from_tensor(t);
-             if (!dtype.is_none()) a = a.attr("astype")(dtype);
-             if (!copy.is_none() && copy.cast<bool>()) a = a.attr("copy")();
+             const bool convert = !dtype.is_none() && !a.dtype().equal(py::dtype::from_args(dtype));
+             if (convert && !copy.is_none() && !copy.cast<bool>()) {
+               throw py::value_error("converting a " + std::string(dtype_name(t.dtype())) +
+                                     " Tensor to another dtype needs a copy, but copy=False");
+             }
+             if (convert) return py::array(a.attr("astype")(dtype));
+             if (!copy.is_none() && copy.cast<bool>()) return py::array(a.attr("copy")());
              return a;
            },
            py::arg("dtype") = py::none(), py::arg("copy") = py::none())
@@ -244,7 +273,12 @@ PYBIND11_MODULE(_ringflow, m) {
       .def("__len__", [](const Sample& s) { return s.tensors.size(); })
       .def("__getitem__",
            [](const Sample& s, py::object key) {
-             if (py::isinstance<py::str>(key)) return array_from_tensor(s.at(key.cast<std::string>()));
+             if (py::isinstance<py::str>(key)) {
+               const auto name = key.cast<std::string>();
+               const auto it = std::find(s.names.begin(), s.names.end(), name);
+               if (it == s.names.end()) throw py::key_error("sample has no tensor named '" + name + "'");
+               return array_from_tensor(s.tensors[static_cast<std::size_t>(it - s.names.begin())]);
+             }
              auto i = key.cast<py::ssize_t>();
              const auto n = static_cast<py::ssize_t>(s.tensors.size());
              if (i < 0) i += n;
@@ -443,8 +477,12 @@ PYBIND11_MODULE(_ringflow, m) {
   py::class_<Model::Fragment>(model, "Fragment");
 
   model
-      .def(py::init<const std::string&, Model::Options>(), py::arg("path"),
-           py::arg("options") = Model::Options(), py::call_guard<py::gil_scoped_release>())
+      .def(py::init([](const py::object& path, Model::Options options) {
+             const auto file = py::module_::import("os").attr("fsdecode")(path).cast<std::string>();
+             py::gil_scoped_release release;
+             return Model(file, std::move(options));
+           }),
+           py::arg("path"), py::arg("options") = Model::Options(), "Loads an ONNX file (str or os.PathLike).")
       .def("input_specs", &Model::input_specs)
       .def("output_specs", &Model::output_specs)
       .def_property_readonly("options", &Model::options)
