@@ -310,31 +310,43 @@ def test_close_input_wakes_a_puller_waiting_forever(tiny_mlp, make_run, spawn):
     assert puller.join(timeout_s=10).status == rf.PullStatus.Closed
 
 
-def test_try_push_returns_false_when_queue_depth_samples_are_in_flight(tiny_mlp, make_run):
+def fill_to_capacity(run, x):
+    """Pushes run.capacity samples without pulling; push() waits while the dispatcher moves them
+    from the input queue into result slots, so this ends with every slot taken."""
+    for _ in range(run.capacity):
+        assert run.push(x) is True
+
+
+def test_try_push_returns_false_when_capacity_samples_are_in_flight(tiny_mlp, make_run):
     x = tiny_mlp.input_for(0)
     run = make_run(tiny_mlp.model, x, queue_depth=2)
-    assert run.try_push(x) and run.try_push(x)
+    assert run.capacity == 2 + 2 + 1  # input queue + result slots + one batch per worker
+    fill_to_capacity(run, x)
+    time.sleep(0.05)
     assert run.try_push(x) is False  # computed or not, unpulled samples hold their slots
     assert run.pull(timeout_ms=10_000).input_seq == 0
-    assert run.try_push(x) is True
-    assert [run.pull(timeout_ms=10_000).input_seq for _ in range(2)] == [1, 2]
+    deadline = time.monotonic() + 10
+    while not run.try_push(x):  # the dispatcher needs a moment to move a sample into the free slot
+        assert time.monotonic() < deadline, "a pull freed a slot, but try_push never succeeded"
+        time.sleep(0.001)
+    assert [run.pull(timeout_ms=10_000).input_seq for _ in range(run.capacity)] == list(range(1, run.capacity + 1))
 
 
 def test_close_input_releases_a_push_waiting_for_room(tiny_mlp, make_run, spawn):
     x = tiny_mlp.input_for(0)
     run = make_run(tiny_mlp.model, x, queue_depth=1)
-    run.push(x)  # takes the only slot until it is pulled, which happens only after close
+    fill_to_capacity(run, x)  # every slot is taken until results are pulled, which happens after close
     pusher = spawn(lambda: run.push(x), name="pusher waiting for room")
-    # A push admitted despite the full queue would return within microseconds; 0.2 s is ample.
+    # A push admitted despite the full Run would return within microseconds; 0.2 s is ample.
     time.sleep(0.2)
     if not pusher.is_alive():
         pusher.join()  # re-raises whatever push() raised, if it raised
-        pytest.fail("push() was admitted although the queue was full")
+        pytest.fail("push() was admitted although the Run was full")
     run.close_input()
     with pytest.raises(rf.ClosedError):
         pusher.join(timeout_s=10)
-    # The sample accepted before close_input() is still delivered, then the stream ends.
-    assert run.pull(timeout_ms=10_000).input_seq == 0
+    # The samples accepted before close_input() are still delivered, then the stream ends.
+    assert [run.pull(timeout_ms=10_000).input_seq for _ in range(run.capacity)] == list(range(run.capacity))
     assert run.pull_with_status(timeout_ms=10_000).status == rf.PullStatus.Closed
 
 
