@@ -18,27 +18,45 @@ using namespace ringflow;
 
 namespace {
 
-struct DTypeInfo {
-  DType dtype;
-  const char* numpy_name;
-};
+constexpr DType kDTypes[] = {DType::Float32, DType::Float16, DType::Float64, DType::Int8, DType::UInt8,
+                              DType::Int16,   DType::Int32,   DType::Int64,   DType::Bool};
 
-constexpr DTypeInfo kDTypes[] = {
-    {DType::Float32, "float32"}, {DType::Float16, "float16"}, {DType::Float64, "float64"},
-    {DType::Int8, "int8"},       {DType::UInt8, "uint8"},     {DType::Int16, "int16"},
-    {DType::Int32, "int32"},     {DType::Int64, "int64"},     {DType::Bool, "bool"},
-};
-
-py::dtype to_numpy_dtype(DType dtype) { return py::dtype(dtype_name(dtype)); }
+// numpy dtype objects for our dtypes, made once: building one from its name costs microseconds,
+// which matters on a per-sample path. Deliberately never released (they outlive the module).
+py::dtype to_numpy_dtype(DType dtype) {
+  static const auto* cache = [] {
+    auto* table = new std::vector<py::dtype>();
+    for (DType d : kDTypes) table->push_back(py::dtype(dtype_name(d)));
+    return table;
+  }();
+  for (std::size_t i = 0; i < std::size(kDTypes); ++i) {
+    if (kDTypes[i] == dtype) return (*cache)[i];
+  }
+  throw DTypeError(std::string("no numpy dtype for ") + dtype_name(dtype));
+}
 
 DType from_numpy_dtype(const py::dtype& dt) {
-  for (const DTypeInfo& info : kDTypes) {
-    if (dt.is(py::dtype(info.numpy_name)) || dt.equal(py::dtype(info.numpy_name))) return info.dtype;
+  // Kind and item size identify the type without allocating; non-native byte order is refused.
+  const char order = dt.byteorder();
+  constexpr char kNativeOrder = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? '<' : '>';
+  const bool native = order == '=' || order == '|' || order == kNativeOrder;
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  if (native) {
+    if (kind == 'f' && size == 4) return DType::Float32;
+    if (kind == 'f' && size == 2) return DType::Float16;
+    if (kind == 'f' && size == 8) return DType::Float64;
+    if (kind == 'i' && size == 1) return DType::Int8;
+    if (kind == 'u' && size == 1) return DType::UInt8;
+    if (kind == 'i' && size == 2) return DType::Int16;
+    if (kind == 'i' && size == 4) return DType::Int32;
+    if (kind == 'i' && size == 8) return DType::Int64;
+    if (kind == 'b' && size == 1) return DType::Bool;
   }
   std::string supported;
-  for (const DTypeInfo& info : kDTypes) supported += std::string(supported.empty() ? "" : ", ") + info.numpy_name;
+  for (DType d : kDTypes) supported += std::string(supported.empty() ? "" : ", ") + dtype_name(d);
   throw DTypeError("arrays of dtype " + py::str(dt).cast<std::string>() +
-                   " are not supported; use one of: " + supported);
+                   " are not supported; use one of (in native byte order): " + supported);
 }
 
 // Copies the array into a new owned Tensor, so the caller may reuse or free it at once. A
