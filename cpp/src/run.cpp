@@ -399,11 +399,11 @@ void RunImpl::infer(Batch& batch, std::size_t worker) {
   batches_.fetch_add(1, std::memory_order_relaxed);
   batched_samples_.fetch_add(n, std::memory_order_relaxed);
 
+  std::vector<Result> finished(n);
   for (std::size_t k = 0; k < n; ++k) {
     Job& j = batch.jobs[k];
-    Result r;
+    Result& r = finished[k];
     r.times = j.times;
-    r.times.infer_start = start;
     r.ordinal = j.ordinal;
     r.sample = std::move(j.sample);
     r.sample.tensors.clear();
@@ -419,14 +419,15 @@ void RunImpl::infer(Batch& batch, std::size_t worker) {
       }
       r.sample.names.push_back(outputs[o].name);
     }
-    deliver(std::move(r));
   }
+  // Recorded before delivery, so stats() read after the last pull already include this batch.
   if (metrics()) {
     std::uint64_t waited = 0;
-    for (const Job& j : batch.jobs) waited += ns_between(j.times.dispatched, start);
+    for (const Result& r : finished) waited += ns_between(r.times.dispatched, start);
     inference_clock_.record(n, waited, ns_between(start, inferred) * n);
-    postprocess_clock_.record(n, 0, ns_between(inferred, Clock::now()));
+    postprocess_clock_.record(n, 0, ns_between(inferred, Clock::now()) * n);
   }
+  for (Result& r : finished) deliver(std::move(r));
 }
 
 void RunImpl::fail(Job&& job, const std::string& error) {

@@ -41,7 +41,7 @@ class RunImpl {
 
  private:
   struct Timeline {
-    Clock::time_point pushed, dispatched, infer_start, ready;
+    Clock::time_point pushed, dispatched, ready;
   };
   struct Job {
     Sample sample;
