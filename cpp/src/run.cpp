@@ -101,6 +101,9 @@ RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
     threads = std::max(1, cores / options.workers);
   }
   session_ = model_->session(threads);
+  for (std::size_t i = 0; i < ordered_results_.size(); ++i) {
+    ordered_results_[i].writable_ordinal.store(i, std::memory_order_relaxed);
+  }
   if (model_->options.preprocess.enabled()) preprocessor_.emplace(model_->options.preprocess, model_inputs[0]);
 
   const std::size_t batch = static_cast<std::size_t>(options.max_batch);
@@ -447,6 +450,8 @@ void RunImpl::deliver(Result&& result) {
   if (options.ordered) {
     const std::uint64_t ordinal = result.ordinal;
     ResultSlot& slot = ordered_results_[ordinal % ordered_results_.size()];
+    // Rarely waits: only while the puller of the previous lap is between its claim and its move.
+    while (slot.writable_ordinal.load(std::memory_order_acquire) != ordinal) std::this_thread::yield();
     slot.result = std::move(result);
     slot.ready_ordinal.store(ordinal + 1, std::memory_order_release);
   } else {
@@ -477,6 +482,7 @@ PullResult RunImpl::pull(int timeout_ms) {
       if (slot.ready_ordinal.load(std::memory_order_acquire) != ordinal + 1) return false;
       if (next_pull_.compare_exchange_strong(ordinal, ordinal + 1, std::memory_order_acq_rel)) {
         taken = std::move(slot.result);
+        slot.writable_ordinal.store(ordinal + ordered_results_.size(), std::memory_order_release);
         return true;
       }
     }

@@ -59,9 +59,15 @@ class RunImpl {
   };
   // Ordered results wait here, indexed by ordinal modulo the capacity. The dispatcher starts a
   // sample only with a free credit, so every started ordinal is within one capacity of the pull
-  // cursor and its slot is free by the time it is written.
+  // cursor.
+  //
+  // Two turn counters make each slot a one-item handoff. A puller claims an ordinal with a CAS on
+  // the cursor and only then moves the result out; a puller paused in between must not have its
+  // slot overwritten by the ordinal one lap later, so a worker writes only once the slot has been
+  // handed back (writable_ordinal).
   struct alignas(kCacheLine) ResultSlot {
-    std::atomic<std::uint64_t> ready_ordinal{0};  // ordinal + 1 once the result is stored
+    std::atomic<std::uint64_t> ready_ordinal{0};     // ordinal + 1 once the result is stored
+    std::atomic<std::uint64_t> writable_ordinal{0};  // the ordinal this slot may be written for next
     Result result;
   };
 
