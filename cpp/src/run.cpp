@@ -121,7 +121,11 @@ RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
     for (const TensorSpec& spec : outputs) {
       const std::size_t bytes = element_count(spec.shape) * dtype_size(spec.dtype);
       std::vector<std::shared_ptr<BufferPool>> by_batch;
-      for (std::size_t n = 1; n <= batch; ++n) by_batch.push_back(BufferPool::create(bytes * n, result_capacity_));
+      // Up to capacity() results can be alive at once; keeping that many idle buffers means a
+      // consumer that holds a full Run's results and lets them go never causes a reallocation.
+      for (std::size_t n = 1; n <= batch; ++n) {
+        by_batch.push_back(BufferPool::create(bytes * n, options.queue_depth + result_capacity_));
+      }
       pools_.push_back(std::move(by_batch));
     }
   }
@@ -252,9 +256,11 @@ bool RunImpl::push(Sample sample, bool may_wait) {
 
 void RunImpl::close_input() {
   state_.fetch_or(1, std::memory_order_acq_rel);
-  // Wake pullers, so they can report end of stream, and pushers waiting for room, so they fail.
+  // Wake pullers, so they can report end of stream; pushers waiting for room, so they fail; and
+  // the dispatcher, so it sends a partial batch without waiting out max_delay_us.
   result_ready_.notify_all();
   input_space_.notify_all();
+  input_ready_.notify_all();
 }
 
 // ---- dispatch and inference --------------------------------------------------------------------
@@ -282,11 +288,15 @@ void RunImpl::return_credit() {
   credit_freed_.notify_all();
 }
 
-bool RunImpl::next_input(Job& job, Clock::time_point deadline) {
+bool RunImpl::next_input(Job& job, Clock::time_point deadline, bool until_closed) {
   bool got = input_.try_pop(job);
   if (!got && deadline > Clock::now()) {
     input_ready_.wait_until(
-        [&] { return (got = input_.try_pop(job)) || stopping_.load(std::memory_order_acquire); }, deadline);
+        [&] {
+          return (got = input_.try_pop(job)) || stopping_.load(std::memory_order_acquire) ||
+                 (until_closed && is_closed());
+        },
+        deadline);
   }
   if (got) input_space_.notify_all();
   return got && !stopping_.load(std::memory_order_acquire);
@@ -300,13 +310,14 @@ void RunImpl::dispatch_loop() {
     Batch batch;
     Job job;
     if (!take_credit(true)) return;
-    if (!next_input(job, Clock::time_point::max())) return;
+    if (!next_input(job, Clock::time_point::max(), /*until_closed=*/false)) return;
     const Clock::time_point first_at = Clock::now();
     job.ordinal = next_ordinal++;
     batch.jobs.push_back(std::move(job));
     // Gather more until the batch is full, the delay has passed, or no result slot is free.
     while (batch.jobs.size() < max_batch && take_credit(false)) {
-      if (!next_input(job, first_at + max_delay)) {
+      // After close_input() nothing new can arrive, so a partial batch goes at once.
+      if (!next_input(job, first_at + max_delay, /*until_closed=*/true)) {
         return_credit();
         break;
       }
@@ -543,10 +554,12 @@ InputStats RunImpl::input_stats() const {
   InputStats s;
   s.pushes = pushes_.load(std::memory_order_relaxed);
   s.push_failures = push_failures_.load(std::memory_order_relaxed);
-  const std::uint64_t accepted = accepted_.load(std::memory_order_relaxed);
-  const std::uint64_t evicted = evicted_.load(std::memory_order_relaxed);
+  // Evictions are read first: a sample is counted accepted just after it becomes evictable, so a
+  // snapshot can briefly see an eviction before its acceptance.
+  const std::uint64_t evicted = evicted_.load(std::memory_order_acquire);
+  const std::uint64_t accepted = accepted_.load(std::memory_order_acquire);
   // An evicted sample was enqueued and then dropped; it counts once, as dropped.
-  s.inputs_enqueued = accepted - evicted;
+  s.inputs_enqueued = accepted > evicted ? accepted - evicted : 0;
   s.inputs_dropped = evicted + rejected_.load(std::memory_order_relaxed);
   if (s.pushes) s.avg_push_us = static_cast<double>(push_ns_.load(std::memory_order_relaxed)) / s.pushes / 1e3;
   if (accepted) {

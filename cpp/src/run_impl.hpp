@@ -78,7 +78,7 @@ class RunImpl {
 
   bool take_credit(bool wait);
   void return_credit();
-  bool next_input(Job& job, Clock::time_point deadline);
+  bool next_input(Job& job, Clock::time_point deadline, bool until_closed);
 
   void dispatch_loop();
   void worker_loop(std::size_t worker);

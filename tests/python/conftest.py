@@ -54,12 +54,14 @@ def resnet50(model_cases: ModelCases) -> ModelCase:
 
 @pytest.fixture
 def make_run():
-    """make_run(model, seed, queue_depth=8, workers=1) -> rf.Run. The fixture lets go of its Runs
-    at teardown, so each is destroyed (threads joined) once the test holds no reference either."""
+    """make_run(model, seed, queue_depth=8, workers=1, **run_options) -> rf.Run, where run_options
+    are any other rf.RunOptions keyword arguments. The fixture lets go of its Runs at teardown, so
+    each is destroyed (threads joined) once the test holds no reference either."""
     runs: list[rf.Run] = []
 
-    def make(model: rf.Model, seed: Any, queue_depth: int = 8, workers: int = 1) -> rf.Run:
-        run = build_run(model, seed, queue_depth=queue_depth, workers=workers)
+    def make(model: rf.Model, seed: Any, queue_depth: int = 8, workers: int = 1,
+             **run_options: Any) -> rf.Run:
+        run = build_run(model, seed, queue_depth=queue_depth, workers=workers, **run_options)
         runs.append(run)
         return run
 

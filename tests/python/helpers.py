@@ -74,11 +74,32 @@ class ModelCase:
         return rng.standard_normal(self.sample_shape, dtype=np.float32)
 
 
-def build_run(model: rf.Model, seed: Any, queue_depth: int = 8, workers: int = 1) -> rf.Run:
-    """A Run of `model` alone, routed input to output (the only graph this release builds)."""
+def build_run(model: rf.Model, seed: Any, queue_depth: int = 8, workers: int = 1,
+              **options: Any) -> rf.Run:
+    """A Run of `model` alone, routed input to output (the only graph this release builds).
+    `options` are any further rf.RunOptions keyword arguments (overflow_policy, max_batch, ...)."""
     graph = rf.Graph()
     graph.add(model.graph(rf.Model.RouteOptions(include_input=True, include_output=True)))
-    return graph.build(seed, rf.RunOptions(queue_depth=queue_depth, workers=workers))
+    return graph.build(seed, rf.RunOptions(queue_depth=queue_depth, workers=workers, **options))
+
+
+def pull_until_closed(run: rf.Run, timeout_ms: int = 30_000):
+    """Yields each result until end of stream (close_input() must come, from this thread or
+    another). Fails the test on a timeout or a failed sample. The caller decides what to keep, so
+    pooled result buffers can be let go at once."""
+    pulled = 0
+    while True:
+        result = run.pull_with_status(timeout_ms=timeout_ms)
+        status = result.status
+        assert status != rf.PullStatus.Timeout, f"no result within {timeout_ms} ms after {pulled}"
+        if status == rf.PullStatus.Closed:
+            return
+        assert status == rf.PullStatus.Ok, result
+        sample = result.sample
+        del result
+        pulled += 1
+        yield sample
+        del sample
 
 
 class BackgroundCall:
