@@ -107,6 +107,13 @@ class Workload:
     reference: list[np.ndarray] | None = None  # ONNX Runtime's outputs for `arrays`
 
     @property
+    def workers(self) -> int:
+        """ringflow's inference requests: one for the overhead-bound model, where more only add
+        hand-offs; one per core for the compute-bound one, each with its share of ORT threads, as
+        `ringflow bench --auto` finds. The ceiling sweeps the same space for raw ORT."""
+        return 1 if self.name == "tiny-mlp" else (os.cpu_count() or 1)
+
+    @property
     def feed(self) -> dict[str, np.ndarray]:
         return dict(zip(self.input_names, self.arrays))
 
@@ -139,8 +146,8 @@ class Measurement:
 
 # ---- ringflow contenders ----------------------------------------------------------------------
 
-def ringflow_options(pooled: bool = False, batched: bool = False) -> rf.RunOptions:
-    return rf.RunOptions(queue_depth=QUEUE_DEPTH,
+def ringflow_options(workload: Workload, pooled: bool = False, batched: bool = False) -> rf.RunOptions:
+    return rf.RunOptions(queue_depth=QUEUE_DEPTH, workers=workload.workers,
                          max_batch=MAX_BATCH if batched else 1,
                          max_delay_us=MAX_DELAY_US if batched else 0,
                          output_memory=rf.OutputMemory.Pooled if pooled else rf.OutputMemory.Owned)
@@ -215,21 +222,22 @@ def measure_ringflow_py(workload: Workload, options: rf.RunOptions) -> Measureme
 
 
 def ringflow_py(workload: Workload) -> Measurement:
-    return measure_ringflow_py(workload, ringflow_options())
+    return measure_ringflow_py(workload, ringflow_options(workload))
 
 
 def ringflow_py_pooled(workload: Workload) -> Measurement:
-    return measure_ringflow_py(workload, ringflow_options(pooled=True))
+    return measure_ringflow_py(workload, ringflow_options(workload, pooled=True))
 
 
 def ringflow_py_batched(workload: Workload) -> Measurement:
-    return measure_ringflow_py(workload, ringflow_options(pooled=True, batched=True))
+    return measure_ringflow_py(workload, ringflow_options(workload, pooled=True, batched=True))
 
 
 def measure_ringflow_cpp(workload: Workload, binary: str, options: list[str]) -> Measurement:
     """Runs the C++ bench program once; it prints one JSON line with at least fps and peak_rss_kb."""
     command = [binary, "--model", workload.path, "--samples", str(workload.count),
-               "--warmup", str(workload.warmup), "--queue", str(QUEUE_DEPTH), *options]
+               "--warmup", str(workload.warmup), "--queue", str(QUEUE_DEPTH),
+               "--workers", str(workload.workers), *options]
     stdout, stderr, returncode, polled_peak_kb = run_polling_peak_rss(command)
     if returncode != 0:
         raise RuntimeError(f"{Path(binary).name} exited with {returncode}: {stderr.strip()[-400:]}")
@@ -768,7 +776,7 @@ def probe_rss(settings: Settings, contender_name: str, workload_name: str, input
 def probe_steady_state(settings: Settings, memory: str) -> dict:
     """RSS every `steady_every` samples while tiny-mlp samples stream through ringflow-py."""
     workload = load_workload("tiny-mlp", settings.steady_samples, settings.warmup["tiny-mlp"], with_reference=False)
-    run = build_run(workload, ringflow_options(pooled=memory == "pooled"))
+    run = build_run(workload, ringflow_options(workload, pooled=memory == "pooled"))
     readings: list[list[int]] = []
 
     def sample_rss(pulled: int) -> None:

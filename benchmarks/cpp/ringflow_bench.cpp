@@ -12,7 +12,7 @@
 // times are sums divided by counts, so the measured phase's values are exact differences of two
 // snapshots. The percentiles come from a histogram that also holds the warm-up samples; the JSON's
 // "warmup" field says how many.
-#include <sys/resource.h>
+#include <fstream>
 
 #include <algorithm>
 #include <array>
@@ -290,10 +290,15 @@ Result bench_sync(const ringflow::Model& model, const std::vector<ringflow::Tens
   return result;
 }
 
+// VmHWM, this process's own peak. getrusage's ru_maxrss would also carry the launching process's
+// peak across exec, so a harness holding 400 MB would make us look 400 MB heavier.
 long peak_rss_kb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss;  // kilobytes on Linux
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
 }
 
 std::string to_json(const Config& c, const Result& r) {
