@@ -175,6 +175,12 @@ void RunImpl::report_drop(const Sample& sample, DropReason reason, std::string& 
 }
 
 bool RunImpl::push(Sample sample, bool may_wait) {
+  Sample& in = sample;
+  return *push(in, may_wait ? PushMode::Wait : PushMode::NoWait);
+}
+
+std::optional<bool> RunImpl::push(Sample& sample, PushMode mode) {
+  const bool may_wait = mode == PushMode::Wait;
   const Clock::time_point started = Clock::now();
   pushes_.fetch_add(1, std::memory_order_relaxed);
 
@@ -222,6 +228,12 @@ bool RunImpl::push(Sample sample, bool may_wait) {
         report_drop(oldest.sample, DropReason::Evicted, callback_error);
       }
       continue;
+    }
+    if (mode == PushMode::IfRoom) {
+      // Would wait: hand the sample back untouched and uncounted, for a waiting push to follow.
+      pushes_.fetch_sub(1, std::memory_order_relaxed);
+      sample = std::move(job.sample);
+      return std::nullopt;
     }
     if (!may_wait) break;
     input_space_.wait_until([&] { return (accepted = input_.try_push(job, stamp)) || is_closed(); },
@@ -502,6 +514,7 @@ PullResult RunImpl::pull(int timeout_ms) {
   bool got = try_take();
   if (!got) {
     if (drained()) return {PullStatus::Closed, std::nullopt, {}};
+    if (timeout_ms == 0) return {PullStatus::Timeout, std::nullopt, {}};  // a poll: no spinning
     result_ready_.wait_until(
         [&] { return (got = try_take()) || drained() || stopping_.load(std::memory_order_acquire); }, deadline);
     if (!got) {
@@ -609,6 +622,7 @@ bool Run::push(const std::vector<Tensor>& inputs) { return live(impl_).push(make
 bool Run::push(Sample sample) { return live(impl_).push(std::move(sample), true); }
 bool Run::try_push(const std::vector<Tensor>& inputs) { return live(impl_).push(make_sample(inputs), false); }
 bool Run::try_push(Sample sample) { return live(impl_).push(std::move(sample), false); }
+std::optional<bool> Run::push_if_room(Sample& sample) { return live(impl_).push(sample, RunImpl::PushMode::IfRoom); }
 void Run::close_input() { live(impl_).close_input(); }
 
 std::optional<Sample> Run::pull(int timeout_ms) {

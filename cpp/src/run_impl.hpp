@@ -26,7 +26,11 @@ class RunImpl {
           std::vector<TensorSpec> model_inputs, std::vector<TensorSpec> outputs);
   ~RunImpl();
 
+  enum class PushMode { Wait, NoWait, IfRoom };
   bool push(Sample sample, bool may_wait);
+  // IfRoom: as NoWait, but where Block would wait it returns nullopt, leaving `sample` as it was
+  // and counting nothing.
+  std::optional<bool> push(Sample& sample, PushMode mode);
   void close_input();
   PullResult pull(int timeout_ms);
   Sample run_one(const std::vector<Tensor>& inputs, int timeout_ms);

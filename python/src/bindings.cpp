@@ -552,6 +552,8 @@ PYBIND11_MODULE(_ringflow, m) {
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {
              Sample sample = sample_from_python(inputs, stream_id, frame_id, pts_ns);
+             // Enqueueing takes a microsecond; only waiting for room is worth two GIL hand-offs.
+             if (std::optional<bool> accepted = self.push_if_room(sample)) return *accepted;
              py::gil_scoped_release release;
              return self.push(std::move(sample));
            },
@@ -560,16 +562,38 @@ PYBIND11_MODULE(_ringflow, m) {
       .def("try_push",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {
-             Sample sample = sample_from_python(inputs, stream_id, frame_id, pts_ns);
-             py::gil_scoped_release release;
-             return self.try_push(std::move(sample));
+             // Never waits, so the GIL is kept: releasing it would cost more than the push.
+             return self.try_push(sample_from_python(inputs, stream_id, frame_id, pts_ns));
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
       .def("close_input", &Run::close_input, py::call_guard<py::gil_scoped_release>())
-      .def("pull", &Run::pull, py::arg("timeout_ms") = -1, py::call_guard<py::gil_scoped_release>())
-      .def("pull_with_status", &Run::pull_with_status, py::arg("timeout_ms") = -1,
-           py::call_guard<py::gil_scoped_release>())
+      // A result that is already there is taken without giving up the GIL; only waiting releases it.
+      .def("pull",
+           [](Run& self, int timeout_ms) {
+             PullResult ready = self.pull_with_status(0);
+             if (ready.status == PullStatus::Timeout && timeout_ms != 0) {
+               py::gil_scoped_release release;
+               return self.pull(timeout_ms);
+             }
+             if (ready.status == PullStatus::Error) {
+               throw InferenceError("sample input_seq=" + std::to_string(ready.sample->input_seq) +
+                                    " frame_id=" + std::to_string(ready.sample->frame_id) +
+                                    " failed: " + ready.error);
+             }
+             return ready.sample;
+           },
+           py::arg("timeout_ms") = -1)
+      .def("pull_with_status",
+           [](Run& self, int timeout_ms) {
+             PullResult ready = self.pull_with_status(0);
+             if (ready.status == PullStatus::Timeout && timeout_ms != 0) {
+               py::gil_scoped_release release;
+               return self.pull_with_status(timeout_ms);
+             }
+             return ready;
+           },
+           py::arg("timeout_ms") = -1)
       .def("run",
            [](Run& self, const py::object& inputs, int timeout_ms) {
              std::vector<Tensor> tensors =

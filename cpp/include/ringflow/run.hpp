@@ -115,6 +115,10 @@ class Run {
   // As push(), but never waits: returns false (counted as a push failure) when the queue is full.
   bool try_push(const std::vector<Tensor>& inputs);
   bool try_push(Sample sample);
+  // push() if it would not wait, returning its result; otherwise nullopt, with `sample` unchanged
+  // and nothing counted. Lets a caller holding a lock (the Python bindings, the GIL) release it
+  // only when push() really has to wait.
+  std::optional<bool> push_if_room(Sample& sample);
 
   // No more input. Samples already accepted are still processed and delivered.
   void close_input();

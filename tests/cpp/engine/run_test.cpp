@@ -345,3 +345,24 @@ TEST(run_with_samples_in_flight_throws) {
 }
 
 int main(int argc, char** argv) { return check::run_all(argc, argv); }
+
+TEST(push_if_room_hands_a_sample_back_uncounted_when_push_would_wait) {
+  Run run = build_run(depth_and_workers(2, 1));
+  fill(run, static_cast<int>(run.capacity()));
+  std::this_thread::sleep_for(20ms);
+  const std::uint64_t pushes_before = run.input_stats().pushes;
+  Sample sample = make_sample({mlp_input(99)});
+  sample.frame_id = 99;
+  CHECK(!run.push_if_room(sample).has_value());
+  CHECK_EQ(run.input_stats().pushes, pushes_before);
+  CHECK_EQ(run.input_stats().push_failures, 0u);
+  CHECK_EQ(sample.frame_id, 99);
+  CHECK(same_bits(sample.tensors.at(0), mlp_input(99)));  // still the caller's sample, ready to push
+
+  CHECK(run.pull(kPullTimeoutMs).has_value());
+  HangGuard guard("push_if_room after a pull made room", kHangLimit);
+  std::optional<bool> accepted;
+  while (!(accepted = run.push_if_room(sample))) std::this_thread::sleep_for(1ms);
+  CHECK(*accepted);
+  CHECK_EQ(run.input_stats().pushes, pushes_before + 1);
+}
