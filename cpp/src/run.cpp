@@ -28,14 +28,6 @@ Tensor row_slice(const Tensor& whole, std::size_t first, std::size_t count, std:
   return Tensor::borrow(whole.dtype(), std::move(shape), base + first * row_bytes, m.keepalive);
 }
 
-Tensor uninitialized_tensor(DType dtype, Shape shape) {
-  const std::size_t bytes = element_count(shape) * dtype_size(dtype);
-  void* data = std::aligned_alloc(64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64);
-  if (!data) throw std::bad_alloc();
-  std::shared_ptr<const void> owner(data, [](const void* p) { std::free(const_cast<void*>(p)); });
-  return Tensor::borrow(dtype, std::move(shape), data, std::move(owner));
-}
-
 Shape batched(Shape shape, std::size_t batch_size) {
   shape[0] *= static_cast<std::int64_t>(batch_size);
   return shape;
@@ -112,7 +104,7 @@ RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
     std::vector<Tensor> scratch;
     if (batch > 1) {
       for (const TensorSpec& spec : model_inputs) {
-        scratch.push_back(uninitialized_tensor(spec.dtype, batched(spec.shape, batch)));
+        scratch.push_back(Tensor::empty(spec.dtype, batched(spec.shape, batch)));
       }
     }
     batch_inputs_.push_back(std::move(scratch));
@@ -388,7 +380,7 @@ void RunImpl::worker_loop(std::size_t worker) {
 Tensor RunImpl::output_tensor(std::size_t output, std::size_t batch_size) {
   const TensorSpec& spec = outputs[output];
   Shape shape = batched(spec.shape, batch_size);
-  if (pools_.empty()) return uninitialized_tensor(spec.dtype, std::move(shape));
+  if (pools_.empty()) return Tensor::empty(spec.dtype, std::move(shape));
   std::shared_ptr<const void> buffer = pools_[output][batch_size - 1]->acquire();
   void* data = const_cast<void*>(buffer.get());
   return Tensor::borrow(spec.dtype, std::move(shape), data, std::move(buffer));

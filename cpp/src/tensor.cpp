@@ -73,19 +73,31 @@ Tensor::Tensor(DType dtype, Shape shape, void* data, std::shared_ptr<const void>
       size_bytes_(element_count(shape_) * dtype_size(dtype)),
       owner_(std::move(owner)) {}
 
-Tensor Tensor::allocate(DType dtype, Shape shape) {
-  const std::size_t bytes = element_count(shape) * dtype_size(dtype);
-  // 64-byte alignment suits every SIMD kernel ONNX Runtime may run on the buffer.
-  const std::size_t padded = bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
-  void* data = std::aligned_alloc(64, padded);
+namespace {
+
+// 64-byte alignment suits every SIMD kernel ONNX Runtime may run on the buffer.
+std::shared_ptr<const void> aligned_buffer(std::size_t bytes) {
+  void* data = std::aligned_alloc(64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64);
   if (!data) throw std::bad_alloc();
-  std::memset(data, 0, bytes);
-  std::shared_ptr<const void> owner(data, [](const void* p) { std::free(const_cast<void*>(p)); });
+  return std::shared_ptr<const void>(data, [](const void* p) { std::free(const_cast<void*>(p)); });
+}
+
+}  // namespace
+
+Tensor Tensor::empty(DType dtype, Shape shape) {
+  std::shared_ptr<const void> owner = aligned_buffer(element_count(shape) * dtype_size(dtype));
+  void* data = const_cast<void*>(owner.get());
   return Tensor(dtype, std::move(shape), data, std::move(owner));
 }
 
+Tensor Tensor::allocate(DType dtype, Shape shape) {
+  Tensor t = empty(dtype, std::move(shape));
+  std::memset(t.data_, 0, t.size_bytes_);
+  return t;
+}
+
 Tensor Tensor::copy_from(DType dtype, Shape shape, const void* data) {
-  Tensor t = allocate(dtype, std::move(shape));
+  Tensor t = empty(dtype, std::move(shape));
   if (t.size_bytes_) std::memcpy(t.data_, data, t.size_bytes_);
   return t;
 }

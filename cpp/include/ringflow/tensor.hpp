@@ -53,6 +53,8 @@ class Tensor {
 
   // A new zero-filled buffer.
   static Tensor allocate(DType dtype, Shape shape);
+  // A new buffer with unspecified contents (numpy.empty), for a caller about to overwrite it all.
+  static Tensor empty(DType dtype, Shape shape);
   // A new buffer holding a copy of `data`, which must hold the whole tensor.
   static Tensor copy_from(DType dtype, Shape shape, const void* data);
   // Wraps `data` without copying; see the lifetime rule at the top of this header.
