@@ -30,11 +30,11 @@ if ((${#missing[@]})); then
 fi
 
 log "installing ringflow and its Python dependencies"
-"$PYTHON" -m pip install --disable-pip-version-check -q ".[test]"
+"$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q ".[test]"
 
 if $with_cpp; then
   log "building the C++ engine, tutorials and tests (build/cpp)"
-  "$PYTHON" -m pip install --disable-pip-version-check -q cmake ninja
+  "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q cmake ninja
   cmake -S . -B build/cpp -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$(command -v "$PYTHON")"
   cmake --build build/cpp
 fi

@@ -7,7 +7,7 @@
 #include "tutorial.hpp"
 
 int main(int argc, char** argv) {
-  try {
+  return tutorial::run("001_run_inference_sync", [&] {
     std::string model_path, image;
     if (!tutorial::get_arg(argc, argv, "--model", model_path)) model_path = tutorial::builtin_model("resnet50");
     tutorial::get_arg(argc, argv, "--image", image);
@@ -22,10 +22,5 @@ int main(int argc, char** argv) {
 
     const ringflow::Sample out = model.run({frame}, /*timeout_ms=*/10000);
     std::cout << "top1=" << tutorial::top1(out) << "\n";
-    std::cout << "[OK] 001_run_inference_sync\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "[FAIL] " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

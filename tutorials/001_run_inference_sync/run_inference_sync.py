@@ -13,28 +13,22 @@ import tutorial  # noqa: E402
 import ringflow as rf  # noqa: E402
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="ONNX file (default: the built-in ResNet-50)")
     parser.add_argument("--image", help="image file (default: a uniform grey 224x224 frame)")
     args = parser.parse_args()
-    try:
-        model_path = args.model or str(rf.models.ensure("resnet50"))
-        frame = tutorial.load_rgb(args.image) if args.image else tutorial.gray_frame(224, 99)
+    model_path = args.model or str(rf.models.ensure("resnet50"))
+    frame = tutorial.load_rgb(args.image) if args.image else tutorial.gray_frame(224, 99)
 
-        # The model resizes and normalizes frames itself, so any frame up to this size can be passed.
-        height, width = frame.shape[:2]
-        options = rf.Model.Options(preprocess=rf.PreprocessOptions.imagenet(max(224, width), max(224, height)))
-        model = rf.Model(model_path, options)
+    # The model resizes and normalizes frames itself, so any frame up to this size can be passed.
+    height, width = frame.shape[:2]
+    options = rf.Model.Options(preprocess=rf.PreprocessOptions.imagenet(max(224, width), max(224, height)))
+    model = rf.Model(model_path, options)
 
-        out = model.run(frame, timeout_ms=10000)
-        print(f"top1={tutorial.top1(out)}")
-        print("[OK] 001_run_inference_sync")
-        return 0
-    except Exception as e:  # the tutorial's contract: one [FAIL] line and exit status 1
-        print(f"[FAIL] {e}", file=sys.stderr)
-        return 1
+    out = model.run(frame, timeout_ms=10000)
+    print(f"top1={tutorial.top1(out)}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tutorial.run(main, "001_run_inference_sync"))

@@ -11,7 +11,7 @@
 #include "tutorial.hpp"
 
 int main(int argc, char** argv) {
-  try {
+  return tutorial::run("002_run_inference_async", [&] {
     std::string model_path, image;
     if (!tutorial::get_arg(argc, argv, "--model", model_path)) model_path = tutorial::builtin_model("resnet50");
     tutorial::get_arg(argc, argv, "--image", image);
@@ -63,10 +63,5 @@ int main(int argc, char** argv) {
     if (pulled != n) {
       throw std::runtime_error("pulled=" + std::to_string(pulled) + " != pushed=" + std::to_string(n));
     }
-    std::cout << "[OK] 002_run_inference_async\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "[FAIL] " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -9,7 +9,7 @@
 #include "tutorial.hpp"
 
 int main(int argc, char** argv) {
-  try {
+  return tutorial::run("003_benchmark_your_model", [&] {
     std::string model_path;
     if (!tutorial::get_arg(argc, argv, "--model", model_path)) model_path = tutorial::builtin_model("resnet50");
     const int samples = tutorial::int_arg(argc, argv, "--samples", 16);
@@ -20,10 +20,5 @@ int main(int argc, char** argv) {
     std::cout << report.to_text();
     std::printf("report_latency_ms=%.3f\n", report.latency_ms);
     std::printf("report_fps=%.1f\n", report.fps);
-    std::cout << "[OK] 003_benchmark_your_model\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "[FAIL] " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

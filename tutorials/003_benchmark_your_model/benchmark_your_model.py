@@ -6,28 +6,26 @@ Usage: python benchmark_your_model.py [--model PATH.onnx] [--samples COUNT]
 
 import argparse
 import sys
+from pathlib import Path
 
-import ringflow as rf
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+import tutorial  # noqa: E402
+
+import ringflow as rf  # noqa: E402
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="ONNX file (default: the built-in ResNet-50)")
     parser.add_argument("--samples", type=int, default=16, help="samples per measurement")
     args = parser.parse_args()
-    try:
-        model = rf.Model(args.model or str(rf.models.ensure("resnet50")))
-        report = model.benchmark(args.samples)
+    model = rf.Model(args.model or str(rf.models.ensure("resnet50")))
+    report = model.benchmark(args.samples)
 
-        print(report.to_text(), end="")
-        print(f"report_latency_ms={report.latency_ms:.3f}")
-        print(f"report_fps={report.fps:.1f}")
-        print("[OK] 003_benchmark_your_model")
-        return 0
-    except Exception as e:  # the tutorial's contract: one [FAIL] line and exit status 1
-        print(f"[FAIL] {e}", file=sys.stderr)
-        return 1
+    print(report.to_text(), end="")
+    print(f"report_latency_ms={report.latency_ms:.3f}")
+    print(f"report_fps={report.fps:.1f}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tutorial.run(main, "003_benchmark_your_model"))

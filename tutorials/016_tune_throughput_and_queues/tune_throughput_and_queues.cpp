@@ -11,7 +11,7 @@
 #include "tutorial.hpp"
 
 int main(int argc, char** argv) {
-  try {
+  return tutorial::run("016_tune_throughput_and_queues", [&] {
     std::string model_path, drop = "block";
     if (!tutorial::get_arg(argc, argv, "--model", model_path)) model_path = tutorial::builtin_model("resnet50");
     tutorial::get_arg(argc, argv, "--drop", drop);
@@ -66,10 +66,5 @@ int main(int argc, char** argv) {
       throw std::runtime_error("enqueued + dropped != pushed");
     }
     if (stats.outputs_pulled != stats.input.inputs_enqueued) throw std::runtime_error("pulled != enqueued");
-    std::cout << "[OK] 016_tune_throughput_and_queues\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "[FAIL] " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -14,7 +14,7 @@
 #include "tutorial.hpp"
 
 int main(int argc, char** argv) {
-  try {
+  return tutorial::run("017_production_pipeline", [&] {
     std::string model_path;
     if (!tutorial::get_arg(argc, argv, "--model", model_path)) model_path = tutorial::builtin_model("resnet50");
     const int frames = tutorial::int_arg(argc, argv, "--frames", 24);
@@ -86,10 +86,5 @@ int main(int argc, char** argv) {
     if (results != frames || errors || out_of_order || inconsistent || stats.input.inputs_dropped) {
       throw std::runtime_error("the pipeline lost, reordered or mixed up results");
     }
-    std::cout << "[OK] 017_production_pipeline\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "[FAIL] " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -19,7 +19,7 @@ std::uint8_t level_for(int thread, int frame) { return static_cast<std::uint8_t>
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  return tutorial::run("018_multi_threaded_inference", [&] {
     std::string model_path;
     if (!tutorial::get_arg(argc, argv, "--model", model_path)) model_path = tutorial::builtin_model("resnet50");
     const int threads = tutorial::int_arg(argc, argv, "--threads", 3);
@@ -50,10 +50,5 @@ int main(int argc, char** argv) {
     }
     std::cout << "match_single_threaded=" << (match ? "true" : "false") << "\n";
     if (!match) throw std::runtime_error("concurrent results differ from single-threaded ones");
-    std::cout << "[OK] 018_multi_threaded_inference\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "[FAIL] " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

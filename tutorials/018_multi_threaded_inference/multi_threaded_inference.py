@@ -21,44 +21,38 @@ def level_for(thread: int, frame: int) -> int:
     return (25 + 70 * thread + 13 * frame) % 256
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="ONNX file (default: the built-in ResNet-50)")
     parser.add_argument("--threads", type=int, default=3)
     parser.add_argument("--frames", type=int, default=4, help="frames per thread")
     args = parser.parse_args()
-    try:
-        model = rf.Model(args.model or str(rf.models.ensure("resnet50")),
-                         rf.Model.Options(preprocess=rf.PreprocessOptions.imagenet()))
+    model = rf.Model(args.model or str(rf.models.ensure("resnet50")),
+                     rf.Model.Options(preprocess=rf.PreprocessOptions.imagenet()))
 
-        def classify(level: int) -> int:
-            return tutorial.top1(model.run(tutorial.gray_frame(224, level)))  # releases the GIL
+    def classify(level: int) -> int:
+        return tutorial.top1(model.run(tutorial.gray_frame(224, level)))  # releases the GIL
 
-        top1 = [[0] * args.frames for _ in range(args.threads)]
+    top1 = [[0] * args.frames for _ in range(args.threads)]
 
-        def work(t: int) -> None:
-            for k in range(args.frames):
-                top1[t][k] = classify(level_for(t, k))
+    def work(t: int) -> None:
+        for k in range(args.frames):
+            top1[t][k] = classify(level_for(t, k))
 
-        pool = [threading.Thread(target=work, args=(t,)) for t in range(args.threads)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join()
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(args.threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
 
-        match = True
-        for t in range(args.threads):
-            print(f"thread={t} frames={args.frames} top1={','.join(map(str, top1[t]))}")
-            match &= all(top1[t][k] == classify(level_for(t, k)) for k in range(args.frames))
-        print(f"match_single_threaded={'true' if match else 'false'}")
-        if not match:
-            raise RuntimeError("concurrent results differ from single-threaded ones")
-        print("[OK] 018_multi_threaded_inference")
-        return 0
-    except Exception as e:  # the tutorial's contract: one [FAIL] line and exit status 1
-        print(f"[FAIL] {e}", file=sys.stderr)
-        return 1
+    match = True
+    for t in range(args.threads):
+        print(f"thread={t} frames={args.frames} top1={','.join(map(str, top1[t]))}")
+        match &= all(top1[t][k] == classify(level_for(t, k)) for k in range(args.frames))
+    print(f"match_single_threaded={'true' if match else 'false'}")
+    if not match:
+        raise RuntimeError("concurrent results differ from single-threaded ones")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tutorial.run(main, "018_multi_threaded_inference"))

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,20 @@
 #endif
 
 namespace tutorial {
+
+// The tutorials' contract: "[OK] <name>" and exit status 0, or one "[FAIL] <reason>" line on
+// stderr and exit status 1.
+template <typename Body>
+int run(const char* name, Body&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    std::cerr << "[FAIL] " << e.what() << "\n";
+    return 1;
+  }
+  std::cout << "[OK] " << name << "\n";
+  return 0;
+}
 
 inline bool get_arg(int argc, char** argv, const std::string& key, std::string& out) {
   for (int i = 1; i + 1 < argc; ++i) {

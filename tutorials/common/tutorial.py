@@ -1,7 +1,22 @@
 """What the Python tutorials share and is not part of ringflow itself."""
 
+import sys
+from typing import Callable
+
 import cv2
 import numpy as np
+
+
+def run(main: Callable[[], None], name: str) -> int:
+    """The tutorials' contract: "[OK] <name>" and exit status 0, or one "[FAIL] <reason>" line on
+    stderr and exit status 1."""
+    try:
+        main()
+    except Exception as e:
+        print(f"[FAIL] {e}", file=sys.stderr)
+        return 1
+    print(f"[OK] {name}")
+    return 0
 
 
 def gray_frame(size: int, level: int) -> np.ndarray:
