@@ -395,7 +395,18 @@ PYBIND11_MODULE(_ringflow, m) {
                ", input_seq=" + std::to_string(d.input_seq) + ", reason=" + drop_reason_name(d.reason) + ")";
       });
 
-  py::class_<RunOptions>(m, "RunOptions")
+  py::class_<RunOptions>(m, "RunOptions", R"doc(How a Run behaves under load (see run.hpp).
+
+queue_depth: samples that may wait in the input queue; as many again (plus one batch per worker)
+    may be computing or waiting to be pulled (Run.capacity).
+overflow_policy: Block waits for room; KeepLatest drops the oldest waiting sample; DropIncoming
+    rejects the new one. Every drop is counted and passed to on_input_drop(DroppedInput), which
+    runs on the pushing thread; if it raises, push() completes and raises CallbackError.
+workers: concurrent inference requests on one set of weights; ordered: keep push order.
+max_batch, max_delay_us: dynamic batching for models with a dynamic batch dimension.
+output_memory: Owned results own their buffers. Pooled results borrow pooled buffers, reused only
+    after every Tensor, Sample and numpy array referring to one is gone; no allocation per sample.
+enable_metrics: latency and per-stage timing in stats(); counters are always kept.)doc")
       .def(py::init([](std::size_t queue_depth, OverflowPolicy policy, py::object on_input_drop, int workers,
                        bool ordered, int max_batch, int max_delay_us, OutputMemory output_memory,
                        bool enable_metrics) {
