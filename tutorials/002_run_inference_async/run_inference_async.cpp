@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     std::thread producer([&] {
       try {
         for (int i = 0; i < n; ++i) {
-          run.push({frame});  // waits while queue_depth samples are in flight
+          run.push({frame});  // waits while the Run is full
           pushed.fetch_add(1, std::memory_order_relaxed);
         }
       } catch (...) {

@@ -41,7 +41,7 @@ def main() -> None:
         nonlocal pushed
         try:
             for _ in range(args.n):
-                run.push(frame)  # waits while queue_depth samples are in flight
+                run.push(frame)  # waits while the Run is full
                 pushed += 1
         except Exception as e:
             producer_errors.append(e)
