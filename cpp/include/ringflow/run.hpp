@@ -7,8 +7,8 @@
 // starts, and the results stage hands them out in that order (ordered) or as they finish.
 //
 // Memory is bounded: the input ring holds `queue_depth` samples, and the dispatcher starts a sample
-// only when one of `queue_depth` result slots is free, so a consumer that stops pulling makes the
-// input queue fill and the overflow policy decide.
+// only when one of `queue_depth + workers × max_batch` result slots is free, so a consumer that
+// stops pulling makes the input queue fill and the overflow policy decide (see capacity()).
 #pragma once
 
 #include <cstddef>
