@@ -34,7 +34,7 @@ log "installing ringflow and its Python dependencies"
 
 if $with_cpp; then
   log "building the C++ engine, tutorials and tests (build/cpp)"
-  "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q cmake ninja
+  "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q cmake ninja pybind11
   cmake -S . -B build/cpp -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$(command -v "$PYTHON")"
   cmake --build build/cpp
 fi
