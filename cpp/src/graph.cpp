@@ -48,13 +48,8 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
     if (frame.shape().size() != 3) {
       throw ShapeError("seed frame is " + frame.describe() + "; expected uint8 [H, W, C]");
     }
-    // The model's own size wins; a model with dynamic H or W takes the seed frame's.
-    Shape& image = model_specs[0].shape;
-    if (image.size() == 4) {
-      if (image[0] < 0) image[0] = 1;
-      if (image[2] < 0) image[2] = frame.shape()[0];
-      if (image[3] < 0) image[3] = frame.shape()[1];
-    }
+    model_specs[0] = preprocessed_input(model_specs[0], frame.shape()[0], frame.shape()[1]);
+    const Shape& image = model_specs[0].shape;
     Preprocessor preprocessor(pre, model_specs[0]);
     preprocessor.check_frame(frame);
     model_seed.push_back(preprocessor.apply(frame));

@@ -173,11 +173,9 @@ ModelImpl::ModelImpl(std::string model_path, Model::Options model_options)
       throw ModelError("preprocess needs a model with one image input; '" + path + "' has " +
                        std::to_string(inputs.size()) + " inputs");
     }
-    TensorSpec image = inputs[0];
-    if (!image.shape.empty() && image.shape[0] < 0) image.shape[0] = 1;
-    if (image.shape.size() == 4 && image.shape[2] < 0) image.shape[2] = options.preprocess.input_max_height;
-    if (image.shape.size() == 4 && image.shape[3] < 0) image.shape[3] = options.preprocess.input_max_width;
-    Preprocessor check(options.preprocess, image);  // validates the options against the model now
+    // Validates the options against the model now, rather than on the first frame.
+    Preprocessor check(options.preprocess, preprocessed_input(inputs[0], options.preprocess.input_max_height,
+                                                              options.preprocess.input_max_width));
   }
 }
 
@@ -266,21 +264,25 @@ const Model::Options& Model::options() const { return impl_->options; }
 const std::string& Model::path() const { return impl_->path; }
 
 Sample Model::run(const std::vector<Tensor>& inputs, int timeout_ms) const {
+  return run(make_sample(inputs), timeout_ms);
+}
+
+Sample Model::run(const Sample& sample, int timeout_ms) const {
+  const std::vector<Tensor>& inputs = sample.tensors;
   std::vector<Tensor> model_inputs;
   if (impl_->options.preprocess.enabled()) {
     if (inputs.size() != 1) {
       throw ShapeError("Model::run with preprocess takes one frame; got " +
                        std::to_string(inputs.size()) + " tensors");
     }
-    TensorSpec image = impl_->inputs[0];
-    image.shape[0] = 1;
-    if (image.shape[2] < 0) image.shape[2] = inputs[0].shape().size() == 3 ? inputs[0].shape()[0] : 1;
-    if (image.shape[3] < 0) image.shape[3] = inputs[0].shape().size() == 3 ? inputs[0].shape()[1] : 1;
-    Preprocessor pre(impl_->options.preprocess, image);
+    const Shape& frame = inputs[0].shape();
+    const bool hwc = frame.size() == 3;  // anything else is rejected by check_frame() below
+    Preprocessor pre(impl_->options.preprocess,
+                     preprocessed_input(impl_->inputs[0], hwc ? frame[0] : 1, hwc ? frame[1] : 1));
     pre.check_frame(inputs[0]);
     model_inputs.push_back(pre.apply(inputs[0]));
   } else {
-    model_inputs = impl_->inputs_in_model_order(make_sample(inputs));
+    model_inputs = impl_->inputs_in_model_order(sample);
     for (std::size_t i = 0; i < model_inputs.size(); ++i) {
       check_against_spec(model_inputs[i], impl_->inputs[i], "input");
     }

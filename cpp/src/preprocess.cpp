@@ -48,6 +48,14 @@ PreprocessOptions PreprocessOptions::imagenet(int max_width, int max_height) {
   return o;
 }
 
+TensorSpec preprocessed_input(TensorSpec model_input, std::int64_t frame_height, std::int64_t frame_width) {
+  Shape& s = model_input.shape;
+  if (!s.empty() && s[0] < 0) s[0] = 1;
+  if (s.size() == 4 && s[2] < 0) s[2] = frame_height;
+  if (s.size() == 4 && s[3] < 0) s[3] = frame_width;
+  return model_input;  // a shape of another rank is left for the Preprocessor to reject
+}
+
 Preprocessor::Preprocessor(PreprocessOptions options, TensorSpec model_input)
     : options_(std::move(options)), model_input_(std::move(model_input)) {
   const Shape& s = model_input_.shape;

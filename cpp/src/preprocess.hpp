@@ -6,6 +6,10 @@
 
 namespace ringflow {
 
+// The model input that frames of `frame_height` x `frame_width` are turned into: the model's own
+// size wins, a dynamic batch becomes 1, and a dynamic height or width takes the frame's.
+TensorSpec preprocessed_input(TensorSpec model_input, std::int64_t frame_height, std::int64_t frame_width);
+
 class Preprocessor {
  public:
   // `model_input` is the (negotiated) model input spec: float32 [1, C, H, W].

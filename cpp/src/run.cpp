@@ -532,7 +532,7 @@ PullResult RunImpl::pull(int timeout_ms) {
   return result;
 }
 
-Sample RunImpl::run_one(const std::vector<Tensor>& inputs, int timeout_ms) {
+Sample RunImpl::run_one(Sample sample, int timeout_ms) {
   std::lock_guard<std::mutex> lock(run_one_mutex_);
   const std::uint64_t in_flight = accepted_.load(std::memory_order_acquire) -
                                   evicted_.load(std::memory_order_acquire) -
@@ -541,7 +541,7 @@ Sample RunImpl::run_one(const std::vector<Tensor>& inputs, int timeout_ms) {
     throw Error("Run::run() needs an idle Run, but " + std::to_string(in_flight) +
                 " pushed samples are not pulled yet; use push() and pull() instead");
   }
-  if (!push(make_sample(inputs), true)) throw Error("Run::run(): the sample was dropped by the overflow policy");
+  if (!push(std::move(sample), true)) throw Error("Run::run(): the sample was dropped by the overflow policy");
   PullResult r = pull(timeout_ms);
   switch (r.status) {
     case PullStatus::Ok: return std::move(*r.sample);
@@ -629,8 +629,9 @@ std::optional<Sample> Run::pull(int timeout_ms) {
 
 PullResult Run::pull_with_status(int timeout_ms) { return live(impl_).pull(timeout_ms); }
 Sample Run::run(const std::vector<Tensor>& inputs, int timeout_ms) {
-  return live(impl_).run_one(inputs, timeout_ms);
+  return live(impl_).run_one(make_sample(inputs), timeout_ms);
 }
+Sample Run::run(Sample sample, int timeout_ms) { return live(impl_).run_one(std::move(sample), timeout_ms); }
 const std::vector<TensorSpec>& Run::input_specs() const { return live(impl_).push_inputs; }
 const std::vector<TensorSpec>& Run::output_specs() const { return live(impl_).outputs; }
 const RunOptions& Run::options() const { return live(impl_).options; }

@@ -33,7 +33,7 @@ class RunImpl {
   std::optional<bool> push(Sample& sample, PushMode mode);
   void close_input();
   PullResult pull(int timeout_ms);
-  Sample run_one(const std::vector<Tensor>& inputs, int timeout_ms);
+  Sample run_one(Sample sample, int timeout_ms);
   RunStats stats() const;
   InputStats input_stats() const;
   std::size_t capacity() const { return input_.capacity() + result_capacity_; }

@@ -110,28 +110,6 @@ Sample sample_from_python(const py::handle& inputs, const std::string& stream_id
   return sample;
 }
 
-// The sample's tensors in the order of `specs`: by name if the caller gave names (a dict).
-std::vector<Tensor> in_order(const Sample& sample, const std::vector<TensorSpec>& specs) {
-  if (sample.names.empty() || sample.names.front().empty()) return sample.tensors;
-  std::string expected, given;
-  for (const TensorSpec& spec : specs) expected += (expected.empty() ? "" : ", ") + spec.name;
-  for (const std::string& name : sample.names) given += (given.empty() ? "" : ", ") + name;
-  if (sample.tensors.size() != specs.size()) {
-    throw ShapeError("got " + std::to_string(sample.tensors.size()) + " named inputs (" + given +
-                     "); the model takes " + std::to_string(specs.size()) + " (" + expected + ")");
-  }
-  std::vector<Tensor> ordered;
-  for (const TensorSpec& spec : specs) {
-    const auto it = std::find(sample.names.begin(), sample.names.end(), spec.name);
-    if (it == sample.names.end()) {
-      throw ShapeError("no input named '" + spec.name + "'; the model's inputs are " + expected +
-                       ", the given ones are " + given);
-    }
-    ordered.push_back(sample.tensors[static_cast<std::size_t>(it - sample.names.begin())]);
-  }
-  return ordered;
-}
-
 // Wraps a Python callable as on_input_drop. It runs on the pushing thread inside push(), which has
 // released the GIL, so it takes the GIL to call; the callable is also released under the GIL,
 // whichever thread drops the last reference.
@@ -518,9 +496,9 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
       .def_property_readonly("path", &Model::path)
       .def("run",
            [](const Model& self, const py::object& inputs, int timeout_ms) {
-             std::vector<Tensor> tensors = in_order(sample_from_python(inputs, "", -1, -1), self.input_specs());
+             Sample sample = sample_from_python(inputs, "", -1, -1);
              py::gil_scoped_release release;
-             return self.run(tensors, timeout_ms);
+             return self.run(std::move(sample), timeout_ms);
            },
            py::arg("inputs"), py::arg("timeout_ms") = -1)
       .def("benchmark", &Model::benchmark, py::arg("samples") = 64, py::call_guard<py::gil_scoped_release>())
@@ -582,17 +560,10 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
       // A result that is already there is taken without giving up the GIL; only waiting releases it.
       .def("pull",
            [](Run& self, int timeout_ms) {
-             PullResult ready = self.pull_with_status(0);
-             if (ready.status == PullStatus::Timeout && timeout_ms != 0) {
-               py::gil_scoped_release release;
-               return self.pull(timeout_ms);
-             }
-             if (ready.status == PullStatus::Error) {
-               throw InferenceError("sample input_seq=" + std::to_string(ready.sample->input_seq) +
-                                    " frame_id=" + std::to_string(ready.sample->frame_id) +
-                                    " failed: " + ready.error);
-             }
-             return ready.sample;
+             std::optional<Sample> ready = self.pull(0);  // a poll; throws for a failed sample
+             if (ready || timeout_ms == 0) return ready;
+             py::gil_scoped_release release;
+             return self.pull(timeout_ms);
            },
            py::arg("timeout_ms") = -1)
       .def("pull_with_status",
@@ -607,10 +578,9 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
            py::arg("timeout_ms") = -1)
       .def("run",
            [](Run& self, const py::object& inputs, int timeout_ms) {
-             std::vector<Tensor> tensors =
-                 in_order(sample_from_python(inputs, "", -1, -1), self.input_specs());
+             Sample sample = sample_from_python(inputs, "", -1, -1);
              py::gil_scoped_release release;
-             return self.run(tensors, timeout_ms);
+             return self.run(std::move(sample), timeout_ms);
            },
            py::arg("inputs"), py::arg("timeout_ms") = -1)
       .def("input_specs", &Run::input_specs)

@@ -97,6 +97,8 @@ class Model {
   // Runs one sample on the calling thread and returns the named outputs. Safe to call from many
   // threads at once. A non-negative `timeout_ms` aborts the inference with TimeoutError.
   Sample run(const std::vector<Tensor>& inputs, int timeout_ms = -1) const;
+  // As above, with the sample's tensors matched to the model's inputs by name if it names them.
+  Sample run(const Sample& inputs, int timeout_ms = -1) const;
 
   // Measures latency and throughput with `samples` synthetic inputs per measurement: a warmed
   // single-flight loop for latency, then asynchronous Runs at 1..cores workers for throughput.

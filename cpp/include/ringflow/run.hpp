@@ -131,6 +131,7 @@ class Run {
   // One sample through the pipeline, for a Run used only this way: throws ringflow::Error if other
   // samples are in flight.
   Sample run(const std::vector<Tensor>& inputs, int timeout_ms = -1);
+  Sample run(Sample sample, int timeout_ms = -1);
 
   // The shapes every push must match, negotiated by Graph::build().
   const std::vector<TensorSpec>& input_specs() const;
