@@ -103,4 +103,13 @@ inline std::string json_number(double value) {
   return text;
 }
 
+// Whether any argument is --help or -h, checked before parsing so it works beside any flags.
+inline bool asks_for_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") return true;
+  }
+  return false;
+}
+
 }  // namespace bench

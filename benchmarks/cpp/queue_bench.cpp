@@ -333,11 +333,9 @@ std::string json(const std::vector<Measured>& all, int repeats, const Machine& m
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
+  if (bench::asks_for_help(argc, argv)) {
+    std::cout << kUsage;
+    return 0;
   }
   std::uint64_t items = 0;
   int repeats = 0;

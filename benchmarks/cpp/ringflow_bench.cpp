@@ -20,8 +20,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <iostream>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "builtin_models.hpp"
 #include "ringflow/ringflow.hpp"
 
 namespace {
@@ -97,22 +98,9 @@ Config parse(int argc, char** argv) {
   return c;
 }
 
-// The built-in models are written by python/ringflow/models.py (one generator for C++ and Python),
-// which prints the cached file's path and generates it on first use. Anything else is a path.
+// A built-in model's name (its generator, ringflow.models, prints the cached path), or a path.
 std::string resolve_model(const std::string& name) {
-  if (name != "resnet50" && name != "tiny-mlp") return name;
-  const std::string command = std::string("\"") + RINGFLOW_BENCH_PYTHON + "\" \"" + RINGFLOW_BENCH_MODELS_SCRIPT +
-                              "\" " + name;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("could not run: " + command);
-  std::string path;
-  std::array<char, 512> chunk{};
-  while (fgets(chunk.data(), chunk.size(), pipe.get())) path += chunk.data();
-  while (!path.empty() && (path.back() == '\n' || path.back() == '\r')) path.pop_back();
-  if (pclose(pipe.release()) != 0 || path.empty()) {
-    throw std::runtime_error("could not generate the built-in model '" + name + "' with: " + command);
-  }
-  return path;
+  return name == "resnet50" || name == "tiny-mlp" ? ringflow::support::builtin_model_path(name) : name;
 }
 
 double seconds_since(Clock::time_point start) {
@@ -323,11 +311,9 @@ std::string to_json(const Config& c, const Result& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
+  if (bench::asks_for_help(argc, argv)) {
+    std::cout << kUsage;
+    return 0;
   }
   try {
     const Config config = parse(argc, argv);

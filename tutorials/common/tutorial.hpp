@@ -3,13 +3,12 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cstdio>
 #include <iostream>
-#include <memory>
 #include <stdexcept>
 #include <string>
 
+#include "builtin_models.hpp"
 #include "ringflow/ringflow.hpp"
 
 #ifdef RINGFLOW_TUTORIALS_HAVE_OPENCV
@@ -53,22 +52,8 @@ inline int int_arg(int argc, char** argv, const std::string& key, int fallback) 
   }
 }
 
-// The built-in models are written by the Python module ringflow.models (one generator for both
-// languages); it prints the cached file's path, generating it on first use.
-inline std::string builtin_model(const std::string& name) {
-  const std::string command = std::string("\"") + RINGFLOW_TUTORIALS_PYTHON + "\" \"" +
-                              RINGFLOW_TUTORIALS_MODELS_SCRIPT + "\" " + name;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("could not run: " + command);
-  std::string path;
-  std::array<char, 512> chunk{};
-  while (fgets(chunk.data(), chunk.size(), pipe.get())) path += chunk.data();
-  while (!path.empty() && (path.back() == '\n' || path.back() == '\r')) path.pop_back();
-  if (pclose(pipe.release()) != 0 || path.empty()) {
-    throw std::runtime_error("could not generate the built-in model '" + name + "' with: " + command);
-  }
-  return path;
-}
+// The built-in models come from the Python module ringflow.models, one generator for both languages.
+inline std::string builtin_model(const std::string& name) { return ringflow::support::builtin_model_path(name); }
 
 // A uniform grey frame: the tutorials' default input, identical in C++ and Python.
 inline ringflow::Tensor gray_frame(int size, std::uint8_t level) {

@@ -29,7 +29,7 @@
 #include <thread>
 #include <vector>
 
-#include "builtin_models.hpp"
+#include "engine_models.hpp"
 #include "check.hpp"
 #include "hang_guard.hpp"
 #include "ringflow/ringflow.hpp"
@@ -511,7 +511,7 @@ void check_in_child_process(const std::string& name) {
   const ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
   CHECK(length > 0);
   self[length] = '\0';
-  const std::string command = std::string(kChildTestVariable) + "=" + name + " " + shell_quote(self) + " 2>&1";
+  const std::string command = std::string(kChildTestVariable) + "=" + name + " " + ringflow::support::shell_quote(self) + " 2>&1";
   HangGuard guard("child test " + name, std::chrono::seconds(120));
   FILE* pipe = popen(command.c_str(), "r");
   CHECK(pipe != nullptr);
@@ -1022,7 +1022,8 @@ class StaticBatchModelFile {
         "model.ir_version = 8\n"
         "onnx.save(model, sys.argv[1])\n";
     const std::string command =
-        shell_quote(RINGFLOW_TEST_PYTHON) + " -c " + shell_quote(script) + " " + shell_quote(path_);
+        ringflow::support::shell_quote(RINGFLOW_PYTHON) + " -c " + ringflow::support::shell_quote(script) + " " +
+        ringflow::support::shell_quote(path_);
     if (std::system(command.c_str()) != 0) throw std::runtime_error("could not write a model with: " + command);
   }
   ~StaticBatchModelFile() { std::remove(path_.c_str()); }

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "builtin_models.hpp"
+#include "engine_models.hpp"
 #include "check.hpp"
 #include "ringflow/ringflow.hpp"
 #include "tensors.hpp"

@@ -5,7 +5,7 @@
 #include <optional>
 #include <vector>
 
-#include "builtin_models.hpp"
+#include "engine_models.hpp"
 #include "check.hpp"
 #include "hang_guard.hpp"
 #include "ringflow/ringflow.hpp"
