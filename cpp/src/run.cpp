@@ -167,8 +167,7 @@ void RunImpl::report_drop(const Sample& sample, DropReason reason, std::string& 
 }
 
 bool RunImpl::push(Sample sample, bool may_wait) {
-  Sample& in = sample;
-  return *push(in, may_wait ? PushMode::Wait : PushMode::NoWait);
+  return *push(sample, may_wait ? PushMode::Wait : PushMode::NoWait);
 }
 
 std::optional<bool> RunImpl::push(Sample& sample, PushMode mode) {
