@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import statistics
@@ -205,7 +206,8 @@ def cmd_bench(args) -> int:
     path = resolve_model(args.model)
     model = rf.Model(path)
     inputs = model.synthetic_inputs()
-    report = {"ringflow_version": "0.1.0", "onnxruntime": rf.onnxruntime_version(), "cores": os.cpu_count()}
+    report = {"ringflow_version": importlib.metadata.version("ringflow"), "onnxruntime": rf.onnxruntime_version(),
+              "cores": os.cpu_count()}
     if args.auto:
         args.mode = "async"
         if args.n is None:  # keep each trial short
