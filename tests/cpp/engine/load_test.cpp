@@ -78,6 +78,23 @@ Sample tagged(const Tensor& input, const std::string& stream_id, std::int64_t fr
 }
 
 // Unbatched reference outputs, from Model::run on the calling thread.
+// Pulls results into `pulled` until end of stream, pausing `pause` after each (a slow consumer).
+// A pull that fails or times out closes the input, so the producer stops too, and is returned as
+// the failure; an empty string means the stream ended cleanly.
+std::string pull_until_closed(Run& run, std::vector<Sample>& pulled,
+                              std::chrono::milliseconds pause = std::chrono::milliseconds(0)) {
+  for (;;) {
+    PullResult r = run.pull_with_status(kPullTimeoutMs);
+    if (r.status == PullStatus::Closed) return "";
+    if (r.status != PullStatus::Ok) {
+      run.close_input();
+      return std::string(pull_status_name(r.status)) + ": " + r.error;
+    }
+    pulled.push_back(std::move(*r.sample));
+    if (pause.count() > 0) std::this_thread::sleep_for(pause);
+  }
+}
+
 std::vector<Sample> model_outputs(int count) {
   std::vector<Sample> outputs;
   for (int i = 0; i < count; ++i) outputs.push_back(tiny_mlp().run({distinct_input(i)}));
@@ -639,17 +656,7 @@ void check_policy_under_slow_consumer(OverflowPolicy policy, std::size_t queue_d
       }
       run.close_input();
     });
-    for (;;) {
-      PullResult r = run.pull_with_status(kPullTimeoutMs);
-      if (r.status == PullStatus::Closed) break;
-      if (r.status != PullStatus::Ok) {
-        consumer_failure = std::string(pull_status_name(r.status)) + ": " + r.error;
-        run.close_input();
-        break;
-      }
-      pulled.push_back(std::move(*r.sample));
-      std::this_thread::sleep_for(5ms);
-    }
+    consumer_failure = pull_until_closed(run, pulled, 5ms);
     producer.join();
   }
   sampler.stop();
@@ -873,16 +880,7 @@ std::vector<Sample> push_and_pull(Run& run, int count) {
       }
       run.close_input();
     });
-    for (;;) {
-      PullResult r = run.pull_with_status(kPullTimeoutMs);
-      if (r.status == PullStatus::Closed) break;
-      if (r.status != PullStatus::Ok) {
-        consumer_failure = std::string(pull_status_name(r.status)) + ": " + r.error;
-        run.close_input();
-        break;
-      }
-      pulled.push_back(std::move(*r.sample));
-    }
+    consumer_failure = pull_until_closed(run, pulled);
     producer.join();
   }
   CHECK_EQ(producer_failure, "");
