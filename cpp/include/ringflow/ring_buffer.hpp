@@ -49,9 +49,15 @@ class RingBuffer {
   RingBuffer(const RingBuffer&) = delete;
   RingBuffer& operator=(const RingBuffer&) = delete;
 
-  // Returns false, leaving `value` untouched, when the buffer is full.
+  // What a push or pop found. Busy: the slot is still in another thread's hands, between the CAS
+  // that claimed it and the store that hands it on (a consumer of the previous lap still moving its
+  // value out, or a producer still moving its value in). It is not full or empty: the slot frees as
+  // soon as that thread runs again, so callers wait for it rather than treat the ring as full.
+  enum class Status { Done, Full, Empty, Busy };
+
+  // Returns false, leaving `value` untouched, when the buffer is full or the next slot is busy.
   bool try_push(T& value) noexcept {
-    return try_push(value, [](T&, std::size_t) noexcept {});
+    return push(value, [](T&, std::size_t) noexcept {}) == Status::Done;
   }
   bool try_push(T&& value) noexcept { return try_push(value); }
 
@@ -59,6 +65,12 @@ class RingBuffer {
   // push order (0, 1, 2, ...), so the value can record it. A failed push takes no ticket.
   template <typename Stamp>
   bool try_push(T& value, Stamp&& stamp) noexcept {
+    return push(value, stamp) == Status::Done;
+  }
+
+  // Done, Full, or Busy; `value` is untouched unless Done.
+  template <typename Stamp>
+  Status push(T& value, Stamp&& stamp) noexcept {
     std::size_t ticket = head_.load(std::memory_order_acquire);
     for (;;) {
       Slot& slot = slots_[ticket % capacity_];
@@ -67,37 +79,53 @@ class RingBuffer {
           stamp(value, ticket);
           new (&slot.storage) T(std::move(value));
           slot.turn.store(2 * lap(ticket) + 1, std::memory_order_release);
-          return true;
+          return Status::Done;
         }
       } else {
-        // The slot still holds last lap's value. Unless another producer moved on meanwhile,
-        // the buffer is full.
+        // The slot still holds last lap's value. Unless another producer moved on meanwhile, the
+        // buffer is full, or that value's consumer has claimed it (tail_ is past it) and is still
+        // moving it out.
         const std::size_t seen = ticket;
         ticket = head_.load(std::memory_order_acquire);
-        if (ticket == seen) return false;
+        if (ticket == seen) {
+          const std::size_t tail = tail_.load(std::memory_order_acquire);
+          if (tail > ticket) continue;  // consumers passed our stale ticket: head_ moved on; retry
+          return ticket - tail < capacity_ ? Status::Busy : Status::Full;
+        }
       }
     }
   }
 
-  // Returns false when the buffer is empty.
-  bool try_pop(T& out) noexcept {
+  // Returns false when the buffer is empty or the next slot is still being filled.
+  bool try_pop(T& out) noexcept { return pop(out) == Status::Done; }
+
+  // Done, Empty, or Busy (a producer has claimed the next slot and is still moving its value in).
+  Status pop(T& out) noexcept {
     std::size_t ticket = tail_.load(std::memory_order_acquire);
     for (;;) {
       Slot& slot = slots_[ticket % capacity_];
       if (slot.turn.load(std::memory_order_acquire) == 2 * lap(ticket) + 1) {
         if (tail_.compare_exchange_strong(ticket, ticket + 1, std::memory_order_acq_rel)) {
+          after_claim_();
           out = std::move(*slot.value());
           slot.value()->~T();
           slot.turn.store(2 * lap(ticket) + 2, std::memory_order_release);
-          return true;
+          return Status::Done;
         }
       } else {
         const std::size_t seen = ticket;
         ticket = tail_.load(std::memory_order_acquire);
-        if (ticket == seen) return false;  // no producer has filled this slot yet: empty
+        if (ticket == seen) {
+          const std::size_t head = head_.load(std::memory_order_acquire);
+          return head != ticket ? Status::Busy : Status::Empty;
+        }
       }
     }
   }
+
+  // Test hook: called by a consumer between claiming a slot and moving its value out, so a test
+  // can hold that window open (a descheduled consumer) and check what producers do meanwhile.
+  void set_after_claim_for_testing(void (*hook)()) noexcept { after_claim_hook_ = hook; }
 
   std::size_t capacity() const noexcept { return capacity_; }
 
@@ -122,9 +150,13 @@ class RingBuffer {
     return n;
   }
   std::size_t lap(std::size_t ticket) const noexcept { return ticket / capacity_; }
+  void after_claim_() const noexcept {
+    if (after_claim_hook_) after_claim_hook_();
+  }
 
   const std::size_t capacity_;
   Slot* const slots_;
+  void (*after_claim_hook_)() = nullptr;  // set before the ring is shared; never changed after
   // Producers and consumers hammer different counters; keep them on separate lines.
   alignas(kCacheLine) std::atomic<std::size_t> head_{0};
   alignas(kCacheLine) std::atomic<std::size_t> tail_{0};
