@@ -6,6 +6,59 @@
 #include "run_impl.hpp"
 
 namespace ringflow {
+namespace {
+
+void check_options(const RunOptions& options) {
+  if (options.queue_depth < 1) throw Error("RunOptions.queue_depth must be at least 1, got 0");
+  if (options.workers < 1) {
+    throw Error("RunOptions.workers must be at least 1, got " + std::to_string(options.workers));
+  }
+  if (options.max_batch < 1) {
+    throw Error("RunOptions.max_batch must be at least 1, got " + std::to_string(options.max_batch));
+  }
+  if (options.max_delay_us < 0) {
+    throw Error("RunOptions.max_delay_us must not be negative, got " + std::to_string(options.max_delay_us));
+  }
+}
+
+// RunOptions.max_shape by input position; empty where an input has no bound.
+std::vector<Shape> max_shapes(const RunOptions& options, const std::vector<TensorSpec>& inputs,
+                              bool preprocessing) {
+  if (options.max_shape.empty()) return {};
+  if (preprocessing) {
+    throw ShapeError("RunOptions.max_shape does not apply to a model with preprocessing: its frames are "
+                     "bounded by PreprocessOptions.input_max_height and input_max_width");
+  }
+  std::vector<Shape> bounds(inputs.size());
+  for (const auto& [name, max] : options.max_shape) {
+    std::size_t i = 0;
+    while (i < inputs.size() && inputs[i].name != name) ++i;
+    if (i == inputs.size()) {
+      std::string names;
+      for (const TensorSpec& s : inputs) names += (names.empty() ? "" : ", ") + s.name;
+      throw ShapeError("RunOptions.max_shape names input '" + name + "', which the model does not have; its inputs are " +
+                       names);
+    }
+    const Shape& declared = inputs[i].shape;
+    if (max.size() != declared.size()) {
+      throw ShapeError("RunOptions.max_shape['" + name + "'] is " + shape_to_string(max) + " (rank " +
+                       std::to_string(max.size()) + "); input '" + name + "' is " + shape_to_string(declared) +
+                       ", so it needs rank " + std::to_string(declared.size()));
+    }
+    for (std::size_t d = 0; d < max.size(); ++d) {
+      if (max[d] == 0 || (max[d] > 0 && declared[d] >= 0 && max[d] != declared[d])) {
+        throw ShapeError("RunOptions.max_shape['" + name + "'] is " + shape_to_string(max) + "; dimension " +
+                         std::to_string(d) + " must be -1 (unbounded) or " +
+                         (declared[d] >= 0 ? "the model's fixed size " + std::to_string(declared[d])
+                                           : std::string("a bound of at least 1")));
+      }
+    }
+    bounds[i] = max;
+  }
+  return bounds;
+}
+
+}  // namespace
 
 Graph& Graph::add(Model::Fragment fragment) {
   if (!fragment.model) throw Error("Graph::add: the fragment holds no model");
@@ -27,70 +80,52 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
     throw Error("Graph::build: a one-model graph must route both its input and its output "
                 "(RouteOptions include_input and include_output), or nothing could be pushed or pulled");
   }
-  if (options.queue_depth < 1) throw Error("RunOptions.queue_depth must be at least 1");
-  if (options.workers < 1) throw Error("RunOptions.workers must be at least 1");
-  if (options.max_batch < 1) throw Error("RunOptions.max_batch must be at least 1");
-  if (options.max_delay_us < 0) throw Error("RunOptions.max_delay_us must not be negative");
-
+  check_options(options);
   const std::shared_ptr<const ModelImpl>& model = fragment.model;
-  std::vector<TensorSpec> push_specs;
-  std::vector<TensorSpec> model_specs = model->inputs;
-  std::vector<Tensor> model_seed;
   const PreprocessOptions& pre = model->options.preprocess;
-
-  if (pre.enabled()) {
-    const std::vector<Tensor>& seed_inputs = seed.tensors;
-    if (seed_inputs.size() != 1) {
-      throw ShapeError("Graph::build with preprocess takes one seed frame; got " +
-                       std::to_string(seed_inputs.size()) + " tensors");
-    }
-    const Tensor& frame = seed_inputs[0];
-    if (frame.shape().size() != 3) {
-      throw ShapeError("seed frame is " + frame.describe() + "; expected uint8 [H, W, C]");
-    }
-    model_specs[0] = preprocessed_input(model_specs[0], frame.shape()[0], frame.shape()[1]);
-    const Shape& image = model_specs[0].shape;
-    Preprocessor preprocessor(pre, model_specs[0]);
-    preprocessor.check_frame(frame);
-    model_seed.push_back(preprocessor.apply(frame));
-    const Shape frame_shape = pre.resize ? Shape{-1, -1, pre.input_max_depth}
-                                         : Shape{image[2], image[3], pre.input_max_depth};
-    push_specs.push_back(TensorSpec{model_specs[0].name, DType::UInt8, frame_shape});
-  } else {
-    model_seed = model->inputs_in_model_order(seed);
-    for (std::size_t i = 0; i < model_seed.size(); ++i) {
-      check_against_spec(model_seed[i], model_specs[i], "seed input");
-      model_specs[i].shape = model_seed[i].shape();
-    }
-    push_specs = model_specs;
-  }
-
-  // Running the seed once resolves the output shapes and surfaces a model that cannot run on these
-  // inputs here, at build time, rather than on the first pushed sample.
-  std::vector<Tensor> seed_outputs;
-  try {
-    model->infer(model_seed, seed_outputs, Ort::RunOptions());
-  } catch (const InferenceError& e) {
-    throw ShapeError(std::string("Graph::build: the model does not run on the seed inputs: ") + e.what());
-  }
-  std::vector<TensorSpec> output_specs = model->outputs;
-  for (std::size_t i = 0; i < output_specs.size(); ++i) output_specs[i].shape = seed_outputs[i].shape();
 
   if (options.max_batch > 1) {
     // Batching stacks samples along dimension 0, so every input and output must leave it dynamic.
-    const auto check = [](const TensorSpec& declared, const Shape& negotiated, const char* what) {
-      if (declared.shape.empty() || declared.shape[0] >= 0 || negotiated.empty() || negotiated[0] < 1) {
+    const auto check = [](const TensorSpec& declared, const char* what) {
+      if (declared.shape.empty() || declared.shape[0] >= 0) {
         throw ShapeError(std::string("RunOptions.max_batch > 1 needs a dynamic batch dimension, but model ") +
                          what + " '" + declared.name + "' is " + shape_to_string(declared.shape) +
                          "; use max_batch = 1 for this model");
       }
     };
-    for (std::size_t i = 0; i < model_specs.size(); ++i) check(model->inputs[i], model_specs[i].shape, "input");
-    for (std::size_t i = 0; i < output_specs.size(); ++i) check(model->outputs[i], output_specs[i].shape, "output");
+    for (const TensorSpec& s : model->inputs) check(s, "input");
+    for (const TensorSpec& s : model->outputs) check(s, "output");
   }
 
-  return Run(std::make_unique<RunImpl>(model, options, std::move(push_specs), std::move(model_specs),
-                                       std::move(output_specs)));
+  // What push() accepts: the model's own inputs, dynamic dimensions left dynamic, or frames.
+  std::vector<TensorSpec> push_specs = model->inputs;
+  if (pre.enabled()) {
+    const Shape& image = model->inputs[0].shape;
+    const bool fixed = image.size() == 4 && image[2] >= 0 && image[3] >= 0;
+    push_specs[0].dtype = DType::UInt8;
+    push_specs[0].shape = pre.resize || !fixed ? Shape{-1, -1, pre.input_max_depth}
+                                               : Shape{image[2], image[3], pre.input_max_depth};
+  }
+  auto impl = std::make_unique<RunImpl>(model, options, std::move(push_specs),
+                                        max_shapes(options, model->inputs, pre.enabled()));
+
+  // The seed only warms up: it is checked as a push would be, and running it once surfaces a model
+  // that cannot run at all here, at build time, rather than on the first pushed sample.
+  Sample warm = seed;
+  impl->check(warm);
+  std::vector<Tensor> model_seed = model->inputs_in_model_order(seed);
+  if (pre.enabled()) {
+    const Tensor& frame = model_seed[0];
+    Preprocessor preprocessor(pre, preprocessed_input(model->inputs[0], frame.shape()[0], frame.shape()[1]));
+    model_seed[0] = preprocessor.apply(frame);
+  }
+  std::vector<Tensor> seed_outputs;
+  try {
+    model->infer(*model->session(), model_seed, seed_outputs, Ort::RunOptions());
+  } catch (const InferenceError& e) {
+    throw ShapeError(std::string("Graph::build: the model does not run on the seed inputs: ") + e.what());
+  }
+  return Run(std::move(impl));
 }
 
 }  // namespace ringflow

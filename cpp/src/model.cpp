@@ -9,15 +9,19 @@
 #include <mutex>
 #include <thread>
 
+#include "fork_guard.hpp"
 #include "model_impl.hpp"
 #include "preprocess.hpp"
+#include "providers.hpp"
 #include "ringflow/errors.hpp"
 #include "ringflow/event_count.hpp"
 
 namespace ringflow {
 namespace {
 
-std::vector<TensorSpec> read_specs(Ort::Session& session, bool inputs, const std::string& path) {
+// The model's inputs or outputs, and per dimension the symbol ONNX names it by ("" if none).
+std::vector<TensorSpec> read_specs(Ort::Session& session, bool inputs, const std::string& path,
+                                   std::vector<std::vector<std::string>>& symbols) {
   Ort::AllocatorWithDefaultOptions allocator;
   const std::size_t count = inputs ? session.GetInputCount() : session.GetOutputCount();
   std::vector<TensorSpec> specs;
@@ -34,6 +38,10 @@ std::vector<TensorSpec> read_specs(Ort::Session& session, bool inputs, const std
     auto info = type.GetTensorTypeAndShapeInfo();
     spec.dtype = ort::to_dtype(info.GetElementType(), "model '" + path + "' tensor '" + spec.name + "'");
     spec.shape = info.GetShape();
+    std::vector<const char*> names(spec.shape.size(), nullptr);
+    if (!names.empty()) info.GetSymbolicDimensions(names.data(), names.size());
+    symbols.emplace_back();
+    for (const char* n : names) symbols.back().emplace_back(n ? n : "");
     specs.push_back(std::move(spec));
   }
   return specs;
@@ -54,17 +62,7 @@ Ort::SessionOptions make_session_options(const SessionOptions& o) {
   if (o.intra_op_threads > 0) so.SetIntraOpNumThreads(o.intra_op_threads);
   if (o.inter_op_threads > 0) so.SetInterOpNumThreads(o.inter_op_threads);
   so.SetGraphOptimizationLevel(to_ort(o.optimization));
-  if (!o.execution_provider.empty() && o.execution_provider != "cpu" &&
-      o.execution_provider != "CPUExecutionProvider") {
-    try {
-      so.AppendExecutionProvider(o.execution_provider, {});
-    } catch (const Ort::Exception& e) {
-      std::string available;
-      for (const std::string& p : Ort::GetAvailableProviders()) available += " " + p;
-      throw ModelError("execution provider '" + o.execution_provider + "' is not usable (" +
-                       e.what() + "); this ONNX Runtime has:" + available);
-    }
-  }
+  append_execution_provider(so, o);
   return so;
 }
 
@@ -132,11 +130,11 @@ class Watchdog {
 
 }  // namespace
 
-void check_against_spec(const Tensor& tensor, const TensorSpec& spec, const std::string& what) {
+void check_against_spec(const Tensor& tensor, const TensorSpec& spec, const std::string& what,
+                        const Shape* max) {
   const std::string expected = std::string(dtype_name(spec.dtype)) + " " + shape_to_string(spec.shape);
-  if (tensor.dtype() != spec.dtype) {
-    throw DTypeError(what + " '" + spec.name + "' is " + tensor.describe() + "; expected " + expected);
-  }
+  const std::string is = what + " '" + spec.name + "' is " + tensor.describe();
+  if (tensor.dtype() != spec.dtype) throw DTypeError(is + "; expected " + expected);
   const Shape& s = tensor.shape();
   if (s.size() != spec.shape.size()) {
     throw ShapeError(what + " '" + spec.name + "' has rank " + std::to_string(s.size()) + " (" +
@@ -144,15 +142,25 @@ void check_against_spec(const Tensor& tensor, const TensorSpec& spec, const std:
                      " (" + expected + ")");
   }
   for (std::size_t d = 0; d < s.size(); ++d) {
-    if (spec.shape[d] >= 0 ? s[d] != spec.shape[d] : s[d] < 1) {
-      throw ShapeError(what + " '" + spec.name + "' is " + tensor.describe() + "; expected " +
-                       expected + " (dimension " + std::to_string(d) + " differs)");
+    const std::string dim = "dimension " + std::to_string(d);
+    if (spec.shape[d] >= 0) {
+      if (s[d] != spec.shape[d]) {
+        throw ShapeError(is + "; expected " + expected + " (" + dim + " must be " +
+                         std::to_string(spec.shape[d]) + ")");
+      }
+    } else if (s[d] < 1) {
+      throw ShapeError(is + ": " + dim + " has size 0, which ringflow does not accept; expected " + expected +
+                       ", where ? is any size from 1");
+    } else if (max && (*max)[d] >= 0 && s[d] > (*max)[d]) {
+      throw ShapeError(is + ": " + dim + " is " + std::to_string(s[d]) + ", above its bound " +
+                       std::to_string((*max)[d]) + " (RunOptions.max_shape['" + spec.name +
+                       "'] = " + shape_to_string(*max) + ")");
     }
   }
 }
 
 ModelImpl::ModelImpl(std::string model_path, Model::Options model_options)
-    : path(std::move(model_path)), options(std::move(model_options)) {
+    : path(std::move(model_path)), options(std::move(model_options)), generation_(fork_generation()) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     throw ModelError("model file not found: '" + path + "'");
@@ -164,8 +172,24 @@ ModelImpl::ModelImpl(std::string model_path, Model::Options model_options)
     Ort::GetApi().ReleasePrepackedWeightsContainer(c);
   });
   session_ = open_session(options.session.intra_op_threads);
-  inputs = read_specs(*session_, true, path);
-  outputs = read_specs(*session_, false, path);
+  std::vector<std::vector<std::string>> input_symbols, output_symbols;
+  inputs = read_specs(*session_, true, path, input_symbols);
+  outputs = read_specs(*session_, false, path, output_symbols);
+  for (const std::vector<std::string>& dims : output_symbols) {
+    output_dim_sources_.emplace_back();
+    for (const std::string& symbol : dims) {
+      std::pair<int, int> source{-1, -1};
+      for (std::size_t i = 0; i < input_symbols.size() && source.first < 0 && !symbol.empty(); ++i) {
+        for (std::size_t d = 0; d < input_symbols[i].size(); ++d) {
+          if (input_symbols[i][d] == symbol && inputs[i].shape[d] < 0) {
+            source = {static_cast<int>(i), static_cast<int>(d)};
+            break;
+          }
+        }
+      }
+      output_dim_sources_.back().push_back(source);
+    }
+  }
   for (const TensorSpec& s : inputs) input_names_.push_back(s.name.c_str());
   for (const TensorSpec& s : outputs) output_names_.push_back(s.name.c_str());
   if (options.preprocess.enabled()) {
@@ -211,7 +235,11 @@ std::shared_ptr<Ort::Session> ModelImpl::open_session(int intra_op_threads) cons
     auto container = prepacked_;
     auto* session = new Ort::Session(ort::env(), path.c_str(), make_session_options(session_options),
                                      container.get());
-    return std::shared_ptr<Ort::Session>(session, [container](Ort::Session* s) { delete s; });
+    const std::uint64_t generation = generation_;
+    return std::shared_ptr<Ort::Session>(session, [container, generation](Ort::Session* s) {
+      // In a forked child the session's thread pool threads are gone; joining them would hang.
+      if (generation == fork_generation()) delete s;
+    });
   } catch (const Ort::Exception& e) {
     throw ModelError("could not load model '" + path + "' (is it a valid ONNX file?): " + e.what());
   }
@@ -225,31 +253,39 @@ std::shared_ptr<Ort::Session> ModelImpl::session(int intra_op_threads) const {
   return cached;
 }
 
+std::optional<Shape> ModelImpl::output_shape(std::size_t output, const std::vector<Tensor>& in) const {
+  Shape shape = outputs[output].shape;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] >= 0) continue;
+    const auto [input, dim] = output_dim_sources_[output][d];
+    if (input < 0) return std::nullopt;
+    shape[d] = in[static_cast<std::size_t>(input)].shape()[static_cast<std::size_t>(dim)];
+  }
+  return shape;
+}
+
 void ModelImpl::infer(Ort::Session& session, const std::vector<Tensor>& in, std::vector<Tensor>& out,
                       const Ort::RunOptions& run_options) const {
   std::vector<Ort::Value> in_values;
   in_values.reserve(in.size());
   for (const Tensor& t : in) in_values.push_back(ort::as_value(t));
+  if (out.empty()) out.resize(outputs.size());
+  // Empty Values ask ORT to allocate that output.
+  std::vector<Ort::Value> out_values;
+  out_values.reserve(out.size());
+  for (const Tensor& t : out) out_values.push_back(t.empty() ? Ort::Value(nullptr) : ort::as_value(t));
   try {
-    if (!out.empty()) {
-      std::vector<Ort::Value> out_values;
-      out_values.reserve(out.size());
-      for (const Tensor& t : out) out_values.push_back(ort::as_value(t));
-      session.Run(run_options, input_names_.data(), in_values.data(), in_values.size(),
-                  output_names_.data(), out_values.data(), out_values.size());
-      return;
-    }
-    std::vector<Ort::Value> results = session.Run(run_options, input_names_.data(), in_values.data(),
-                                                  in_values.size(), output_names_.data(),
-                                                  output_names_.size());
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      auto owner = std::make_shared<Ort::Value>(std::move(results[i]));
-      auto info = owner->GetTensorTypeAndShapeInfo();
-      void* data = owner->GetTensorMutableRawData();
-      out.push_back(Tensor::borrow(outputs[i].dtype, info.GetShape(), data, owner));
-    }
+    session.Run(run_options, input_names_.data(), in_values.data(), in_values.size(), output_names_.data(),
+                out_values.data(), out_values.size());
   } catch (const Ort::Exception& e) {
     throw InferenceError("ONNX Runtime failed on model '" + path + "': " + e.what());
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!out[i].empty()) continue;
+    // Handed out without a copy: the Tensor keeps ORT's Value, and so its buffer, alive.
+    auto owner = std::make_shared<Ort::Value>(std::move(out_values[i]));
+    void* data = owner->GetTensorMutableRawData();
+    out[i] = Tensor::borrow(outputs[i].dtype, owner->GetTensorTypeAndShapeInfo().GetShape(), data, owner);
   }
 }
 
@@ -267,26 +303,36 @@ Sample Model::run(const std::vector<Tensor>& inputs, int timeout_ms) const {
   return run(make_sample(inputs), timeout_ms);
 }
 
-Sample Model::run(const Sample& sample, int timeout_ms) const {
-  const std::vector<Tensor>& inputs = sample.tensors;
-  std::vector<Tensor> model_inputs;
-  if (impl_->options.preprocess.enabled()) {
-    if (inputs.size() != 1) {
-      throw ShapeError("Model::run with preprocess takes one frame; got " +
-                       std::to_string(inputs.size()) + " tensors");
-    }
-    const Shape& frame = inputs[0].shape();
-    const bool hwc = frame.size() == 3;  // anything else is rejected by check_frame() below
-    Preprocessor pre(impl_->options.preprocess,
-                     preprocessed_input(impl_->inputs[0], hwc ? frame[0] : 1, hwc ? frame[1] : 1));
-    pre.check_frame(inputs[0]);
-    model_inputs.push_back(pre.apply(inputs[0]));
-  } else {
-    model_inputs = impl_->inputs_in_model_order(sample);
-    for (std::size_t i = 0; i < model_inputs.size(); ++i) {
-      check_against_spec(model_inputs[i], impl_->inputs[i], "input");
-    }
+std::vector<Tensor> ModelImpl::checked_inputs(const Sample& sample) const {
+  if (!options.preprocess.enabled()) {
+    std::vector<Tensor> ordered = inputs_in_model_order(sample);
+    for (std::size_t i = 0; i < ordered.size(); ++i) check_against_spec(ordered[i], inputs[i], "input");
+    return ordered;
   }
+  if (sample.tensors.size() != 1) {
+    throw ShapeError("a Model with preprocess takes one frame; got " + std::to_string(sample.tensors.size()) +
+                     " tensors");
+  }
+  frame_preprocessor(sample.tensors[0]).check_frame(sample.tensors[0]);
+  return sample.tensors;
+}
+
+Preprocessor ModelImpl::frame_preprocessor(const Tensor& frame) const {
+  // A model with a fixed size takes every frame resized to it; a dynamic one, at the frame's size.
+  const Shape& s = frame.shape();
+  const bool hwc = s.size() == 3;  // anything else is rejected by check_frame()
+  return Preprocessor(options.preprocess, preprocessed_input(inputs[0], hwc ? s[0] : 1, hwc ? s[1] : 1));
+}
+
+void Model::check(const Sample& inputs) const {
+  check_not_forked(impl_->generation(), "this Model");
+  impl_->checked_inputs(inputs);
+}
+
+Sample Model::run(const Sample& sample, int timeout_ms) const {
+  check_not_forked(impl_->generation(), "this Model");
+  std::vector<Tensor> model_inputs = impl_->checked_inputs(sample);
+  if (impl_->options.preprocess.enabled()) model_inputs[0] = impl_->frame_preprocessor(model_inputs[0]).apply(model_inputs[0]);
 
   Ort::RunOptions run_options;
   std::vector<Tensor> outputs;

@@ -1,9 +1,12 @@
 #include "ringflow/run.hpp"
 
 #include <cstring>
+#include <system_error>
 
 #include "ringflow/errors.hpp"
+#include "fork_guard.hpp"
 #include "run_impl.hpp"
+#include "testing_hooks.hpp"
 
 namespace ringflow {
 namespace {
@@ -26,11 +29,6 @@ Tensor row_slice(const Tensor& whole, std::size_t first, std::size_t count, std:
   const Mapping m = whole.map_read();
   auto* base = static_cast<std::uint8_t*>(const_cast<void*>(m.data));
   return Tensor::borrow(whole.dtype(), std::move(shape), base + first * row_bytes, m.keepalive);
-}
-
-Shape batched(Shape shape, std::size_t batch_size) {
-  shape[0] *= static_cast<std::int64_t>(batch_size);
-  return shape;
 }
 
 }  // namespace
@@ -69,14 +67,73 @@ RunOptions RunOptions::Reliable() {
   return o;
 }
 
-RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
-                 std::vector<TensorSpec> push_specs, std::vector<TensorSpec> model_specs,
-                 std::vector<TensorSpec> output_specs)
+// ---- waiting, stopping, fork ---------------------------------------------------------------------
+
+namespace {
+
+// The wait check installed by ScopedWaitCheck on this thread, if any.
+thread_local const std::function<void()>* t_wait_check = nullptr;
+// The Run whose on_input_drop this thread is inside, if any: a push into it from there is refused.
+thread_local const RunImpl* t_in_drop_callback = nullptr;
+
+void (*g_input_claim_hook)() = nullptr;
+
+constexpr auto kWaitCheckInterval = std::chrono::milliseconds(50);
+
+}  // namespace
+
+ScopedWaitCheck::ScopedWaitCheck(std::function<void()> check)
+    : check_(std::move(check)), previous_(t_wait_check) {
+  t_wait_check = &check_;
+}
+
+ScopedWaitCheck::~ScopedWaitCheck() { t_wait_check = previous_; }
+
+void testing::set_input_claim_hook(void (*hook)()) { g_input_claim_hook = hook; }
+
+// Waits as EventCount::wait_until does, but with a wait check installed, in slices with the check
+// between them, so that it may interrupt the wait by throwing.
+template <typename Ready>
+bool RunImpl::wait(EventCount& event, Ready&& ready, Clock::time_point deadline) {
+  const std::function<void()>* check = t_wait_check;
+  if (!check) return event.wait_until(ready, deadline);
+  for (;;) {
+    const Clock::time_point now = Clock::now();
+    const Clock::time_point slice = deadline - now > kWaitCheckInterval ? now + kWaitCheckInterval : deadline;
+    if (event.wait_until(ready, slice)) return true;
+    if (Clock::now() >= deadline) return false;
+    (*check)();
+  }
+}
+
+// Counts a thread into push/pull/run for stop() to wait on; see callers_ in run_impl.hpp.
+class RunImpl::Caller {
+ public:
+  explicit Caller(RunImpl& run) : run_(run) {
+    check_not_forked(run.generation_, "this Run");
+    run_.callers_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  ~Caller() {
+    if (run_.callers_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        run_.stopping_.load(std::memory_order_seq_cst)) {
+      run_.callers_left_.notify_all();
+    }
+  }
+  bool stopped() const { return run_.stopping_.load(std::memory_order_seq_cst); }
+
+ private:
+  RunImpl& run_;
+};
+
+bool RunImpl::forked() const { return generation_ != fork_generation(); }
+
+RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options, std::vector<TensorSpec> push_specs,
+                 std::vector<Shape> max_shapes)
     : options(std::move(run_options)),
       push_inputs(std::move(push_specs)),
-      model_inputs(std::move(model_specs)),
-      outputs(std::move(output_specs)),
       model_(std::move(model)),
+      max_shapes_(std::move(max_shapes)),
+      generation_(fork_generation()),
       dispatcher_infers_(options.workers == 1 && !model_->options.preprocess.enabled()),
       result_capacity_(options.queue_depth +
                        static_cast<std::size_t>(options.workers) * static_cast<std::size_t>(options.max_batch)),
@@ -96,99 +153,130 @@ RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
   for (std::size_t i = 0; i < ordered_results_.size(); ++i) {
     ordered_results_[i].writable_ordinal.store(i, std::memory_order_relaxed);
   }
-  if (model_->options.preprocess.enabled()) preprocessor_.emplace(model_->options.preprocess, model_inputs[0]);
-
-  const std::size_t batch = static_cast<std::size_t>(options.max_batch);
+  input_.set_after_claim_for_testing(g_input_claim_hook);
+  if (model_->options.preprocess.enabled()) {
+    const Shape& model_shape = model_->inputs[0].shape;
+    if (model_shape.size() == 4 && model_shape[2] >= 0 && model_shape[3] >= 0) {
+      preprocessor_.emplace(model_->options.preprocess, preprocessed_input(model_->inputs[0], 1, 1));
+    }
+  }
   for (int w = 0; w < options.workers; ++w) {
     run_options_.push_back(std::make_unique<Ort::RunOptions>());
-    std::vector<Tensor> scratch;
-    if (batch > 1) {
-      for (const TensorSpec& spec : model_inputs) {
-        scratch.push_back(Tensor::empty(spec.dtype, batched(spec.shape, batch)));
-      }
-    }
-    batch_inputs_.push_back(std::move(scratch));
+    batch_scratch_.emplace_back(model_->inputs.size());
   }
   if (options.output_memory == OutputMemory::Pooled) {
-    for (const TensorSpec& spec : outputs) {
-      const std::size_t bytes = element_count(spec.shape) * dtype_size(spec.dtype);
-      std::vector<std::shared_ptr<BufferPool>> by_batch;
-      // Up to capacity() results can be alive at once; keeping that many idle buffers means a
-      // consumer that holds a full Run's results and lets them go never causes a reallocation.
-      for (std::size_t n = 1; n <= batch; ++n) {
-        by_batch.push_back(BufferPool::create(bytes * n, options.queue_depth + result_capacity_));
-      }
-      pools_.push_back(std::move(by_batch));
-    }
+    for (std::size_t o = 0; o < outputs().size(); ++o) pools_.push_back(std::make_unique<OutputPools>());
   }
+  start_threads();
+}
 
-  threads_.emplace_back([this] { dispatch_loop(); });
-  if (!dispatcher_infers_) {
-    for (int w = 0; w < options.workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
+void RunImpl::start_threads() {
+  try {
+    threads_.emplace_back([this] { dispatch_loop(); });
+    if (!dispatcher_infers_) {
+      for (int w = 0; w < options.workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
+    }
+  } catch (const std::system_error& e) {
+    stop();  // joins the threads that did start
+    throw Error(std::string("could not start the Run's threads: ") + e.what());
   }
 }
 
-RunImpl::~RunImpl() {
-  close_input();
+RunImpl::~RunImpl() { stop(); }
+
+void RunImpl::stop() {
+  if (t_in_drop_callback == this) {
+    throw Error("stop() called from inside this Run's on_input_drop callback; it would wait for itself");
+  }
+  std::lock_guard<std::mutex> lock(stop_mutex_);
+  if (stopped_) return;
+  state_.fetch_or(1, std::memory_order_acq_rel);
   stopping_.store(true, std::memory_order_seq_cst);
   // Abort inferences in flight rather than wait out a long model; their results are discarded.
   for (auto& ro : run_options_) ro->SetTerminate();
   for (EventCount* ec : {&input_ready_, &input_space_, &infer_ready_, &credit_freed_, &result_ready_}) {
     ec->notify_all();
   }
+  callers_left_.wait_until([this] { return callers_.load(std::memory_order_seq_cst) == 0; },
+                           Clock::time_point::max());
   for (std::thread& t : threads_) t.join();
+  stopped_ = true;
 }
 
 // ---- push side ---------------------------------------------------------------------------------
 
+const Preprocessor& RunImpl::preprocessor_for(const Tensor& frame, std::optional<Preprocessor>& scratch) const {
+  if (preprocessor_) return *preprocessor_;
+  scratch.emplace(model_->frame_preprocessor(frame));
+  return *scratch;
+}
+
 void RunImpl::validate(Sample& sample) const {
   sample.tensors = model_->inputs_in_model_order(sample);
   sample.names.assign(sample.tensors.size(), std::string());
-  if (preprocessor_) {
-    preprocessor_->check_frame(sample.tensors[0]);
+  if (model_->options.preprocess.enabled()) {
+    std::optional<Preprocessor> scratch;
+    preprocessor_for(sample.tensors[0], scratch).check_frame(sample.tensors[0]);
     return;
   }
   for (std::size_t i = 0; i < sample.tensors.size(); ++i) {
-    check_against_spec(sample.tensors[i], model_inputs[i], "input");
+    const Shape* max = max_shapes_.empty() || max_shapes_[i].empty() ? nullptr : &max_shapes_[i];
+    check_against_spec(sample.tensors[i], push_inputs[i], "input", max);
   }
 }
 
-void RunImpl::report_drop(const Sample& sample, DropReason reason, std::string& callback_error) {
+void RunImpl::check(Sample sample) const {
+  check_not_forked(generation_, "this Run");
+  validate(sample);
+}
+
+void RunImpl::report_drop(const Sample& sample, DropReason reason, std::exception_ptr& callback_error) {
   if (!options.on_input_drop) return;
   DroppedInput dropped{sample.stream_id, sample.frame_id,
                        reason == DropReason::Evicted ? sample.input_seq : 0, reason};
+  const RunImpl* outer = t_in_drop_callback;
+  t_in_drop_callback = this;
   try {
     options.on_input_drop(dropped);
-  } catch (const std::exception& e) {
-    if (callback_error.empty()) callback_error = e.what();
   } catch (...) {
-    if (callback_error.empty()) callback_error = "unknown exception";
+    if (!callback_error) callback_error = std::current_exception();
   }
+  t_in_drop_callback = outer;
 }
 
-bool RunImpl::push(Sample sample, bool may_wait) {
-  return *push(sample, may_wait ? PushMode::Wait : PushMode::NoWait);
+void RunImpl::release_samples(std::uint64_t count) {
+  // The RMW that leaves exactly "closed, nothing outstanding" ends the stream; see state_.
+  if (state_.fetch_sub(2 * count, std::memory_order_acq_rel) == 2 * count + 1) result_ready_.notify_all();
 }
 
-std::optional<bool> RunImpl::push(Sample& sample, PushMode mode) {
-  const bool may_wait = mode == PushMode::Wait;
+std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_point deadline) {
+  if (t_in_drop_callback == this) {
+    throw Error("push() from inside this Run's own on_input_drop callback is refused: each push could "
+                "drop another sample and call the callback again without end. Push from another thread, "
+                "or into another Run");
+  }
+  Caller caller(*this);
   const Clock::time_point started = Clock::now();
   pushes_.fetch_add(1, std::memory_order_relaxed);
+  const auto refuse = [this](const char* why) {
+    push_failures_.fetch_add(1, std::memory_order_relaxed);
+    throw ClosedError(why);
+  };
+  if (caller.stopped()) refuse("push after stop(): this Run accepts no more samples");
 
   // Register as a push in progress, so end of stream waits for this push to finish.
   std::uint64_t state = state_.load(std::memory_order_relaxed);
   do {
-    if (state & 1) {
-      push_failures_.fetch_add(1, std::memory_order_relaxed);
-      throw ClosedError("push after close_input(): this Run accepts no more samples");
-    }
+    if (state & 1) refuse("push after close_input(): this Run accepts no more samples");
   } while (!state_.compare_exchange_weak(state, state + 2, std::memory_order_acq_rel));
+  bool accepted = false;
   struct Leave {
     RunImpl* run;
+    const bool& accepted;
     ~Leave() {
-      if (run->state_.fetch_sub(2, std::memory_order_acq_rel) & 1) run->result_ready_.notify_all();
+      if (!accepted) run->release_samples(1);  // an accepted push hands its step to its sample
     }
-  } leave{this};
+  } leave{this, accepted};
 
   try {
     validate(sample);
@@ -200,42 +288,73 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode) {
   Job job{std::move(sample), {}, 0};
   job.times.pushed = started;
   const auto stamp = [](Job& j, std::size_t ticket) noexcept { j.sample.input_seq = ticket; };
-  std::string callback_error;
-  bool accepted = false;
+  const auto hand_back = [&] {
+    pushes_.fetch_sub(1, std::memory_order_relaxed);
+    sample = std::move(job.sample);
+    return std::nullopt;
+  };
+  std::exception_ptr callback_error;
   for (;;) {
-    if (input_.try_push(job, stamp)) {
+    using Status = RingBuffer<Job>::Status;
+    Status status = input_.push(job, stamp);
+    if (status == Status::Busy) {
+      // A consumer has claimed the slot and is moving its sample out: room is coming, however
+      // long that thread stays descheduled. Park until it hands the slot back, holding no lock;
+      // it is not full, so no policy applies. (IfRoom gives the caller the chance to drop its lock.)
+      if (mode == PushMode::IfRoom && deadline <= Clock::now()) return hand_back();
+      wait(input_space_,
+           [&] { return (status = input_.push(job, stamp)) != Status::Busy || stopping(); },
+           Clock::time_point::max());
+    }
+    if (status == Status::Done) {
       accepted = true;
       break;
     }
+    if (stopping()) refuse("stop() was called while this push waited; the sample was not accepted");
+    if (status == Status::Busy) continue;
+    // Full.
     if (options.overflow_policy == OverflowPolicy::DropIncoming) {
       rejected_.fetch_add(1, std::memory_order_relaxed);
       report_drop(job.sample, DropReason::QueueFull, callback_error);
       break;
     }
     if (options.overflow_policy == OverflowPolicy::KeepLatest) {
+      // Evict the oldest waiting sample. Only a ring that is really full gets here, so a single
+      // producer evicts at most one sample per push; with several racing, a slot freed here may go
+      // to another producer's push first, and each eviction still makes room for one sample.
       Job oldest;
-      if (input_.try_pop(oldest)) {
+      Status popped = input_.pop(oldest);
+      if (popped == Status::Busy) {
+        // The oldest is still being written by another producer: wait for it to land.
+        wait(input_ready_, [&] { return (popped = input_.pop(oldest)) != Status::Busy || stopping(); },
+             Clock::time_point::max());
+      }
+      if (popped == Status::Done) {
+        input_space_.notify_all();
         evicted_.fetch_add(1, std::memory_order_relaxed);
+        release_samples(1);
         report_drop(oldest.sample, DropReason::Evicted, callback_error);
       }
       continue;
     }
-    if (mode == PushMode::IfRoom) {
-      // Would wait: hand the sample back untouched and uncounted, for a waiting push to follow.
-      pushes_.fetch_sub(1, std::memory_order_relaxed);
-      sample = std::move(job.sample);
-      return std::nullopt;
+    // Block.
+    if (mode == PushMode::NoWait) break;
+    if (mode == PushMode::IfRoom && deadline <= Clock::now()) return hand_back();
+    const bool done = wait(
+        input_space_,
+        [&] { return (status = input_.push(job, stamp)) == Status::Done || is_closed() || stopping(); },
+        mode == PushMode::IfRoom ? deadline : Clock::time_point::max());
+    if (status == Status::Done) {
+      accepted = true;
+      break;
     }
-    if (!may_wait) break;
-    input_space_.wait_until([&] { return (accepted = input_.try_push(job, stamp)) || is_closed(); },
-                            Clock::time_point::max());
-    if (accepted) break;
-    push_failures_.fetch_add(1, std::memory_order_relaxed);
-    throw ClosedError("close_input() was called while this push waited for room; the sample was not accepted");
+    if (!done) return hand_back();  // IfRoom's deadline passed
+    refuse(stopping() ? "stop() was called while this push waited for room; the sample was not accepted"
+                      : "close_input() was called while this push waited for room; the sample was not accepted");
   }
 
   if (accepted) {
-    accepted_.fetch_add(1, std::memory_order_release);
+    accepted_.fetch_add(1, std::memory_order_relaxed);
     input_ready_.notify_all();
     std::int64_t none = 0;
     first_push_ns_.compare_exchange_strong(none, ns_since_epoch(started), std::memory_order_relaxed);
@@ -249,15 +368,23 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode) {
   }
   push_ns_.fetch_add(ns_between(started, Clock::now()), std::memory_order_relaxed);
 
-  if (!callback_error.empty()) {
-    throw CallbackError(std::string("on_input_drop threw: ") + callback_error + ". The drop was counted and " +
-                        (accepted ? "this sample was accepted" : "this sample was not accepted") +
-                        "; nothing else was lost.");
+  if (callback_error) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(callback_error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    throw CallbackError("on_input_drop raised: " + what + "; push() completed and this sample was " +
+                            (accepted ? "accepted" : "not accepted") + " (nothing else was lost)",
+                        accepted, callback_error);
   }
   return accepted;
 }
 
 void RunImpl::close_input() {
+  check_not_forked(generation_, "this Run");
   state_.fetch_or(1, std::memory_order_acq_rel);
   // Wake pullers, so they can report end of stream; pushers waiting for room, so they fail; and
   // the dispatcher, so it sends a partial batch without waiting out max_delay_us.
@@ -268,7 +395,7 @@ void RunImpl::close_input() {
 
 // ---- dispatch and inference --------------------------------------------------------------------
 
-bool RunImpl::take_credit(bool wait) {
+bool RunImpl::take_credit(bool wait_for_one) {
   const auto try_take = [this] {
     std::int64_t free = credits_.load(std::memory_order_relaxed);
     while (free > 0) {
@@ -279,11 +406,9 @@ bool RunImpl::take_credit(bool wait) {
     return false;
   };
   if (try_take()) return true;
-  if (!wait) return false;
-  bool taken = false;
-  credit_freed_.wait_until([&] { return (taken = try_take()) || stopping_.load(std::memory_order_acquire); },
-                           Clock::time_point::max());
-  return taken;
+  if (!wait_for_one) return false;
+  credit_freed_.wait_until([&] { return try_take() || stopping(); }, Clock::time_point::max());
+  return !stopping();
 }
 
 void RunImpl::return_credit() {
@@ -295,72 +420,103 @@ bool RunImpl::next_input(Job& job, Clock::time_point deadline, bool until_closed
   bool got = input_.try_pop(job);
   if (!got && deadline > Clock::now()) {
     input_ready_.wait_until(
-        [&] {
-          return (got = input_.try_pop(job)) || stopping_.load(std::memory_order_acquire) ||
-                 (until_closed && is_closed());
-        },
-        deadline);
+        [&] { return (got = input_.try_pop(job)) || stopping() || (until_closed && is_closed()); }, deadline);
   }
   if (got) input_space_.notify_all();
-  return got && !stopping_.load(std::memory_order_acquire);
+  return got && !stopping();
+}
+
+bool RunImpl::batchable(const Job& first, const Job& next) const {
+  const std::vector<Tensor>& a = first.sample.tensors;
+  const std::vector<Tensor>& b = next.sample.tensors;
+  if (preprocessor_) return true;  // every frame becomes the model's one fixed input size
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].shape() != b[i].shape()) return false;
+  }
+  return true;
 }
 
 void RunImpl::dispatch_loop() {
   const std::size_t max_batch = static_cast<std::size_t>(options.max_batch);
   const auto max_delay = std::chrono::microseconds(options.max_delay_us);
   std::uint64_t next_ordinal = 0;
+  // A sample whose shape ended the previous batch; it starts the next one, credit already taken.
+  std::optional<Job> carry;
   for (;;) {
     Batch batch;
-    Job job;
-    if (!take_credit(true)) return;
-    if (!next_input(job, Clock::time_point::max(), /*until_closed=*/false)) return;
-    const Clock::time_point first_at = Clock::now();
-    job.ordinal = next_ordinal++;
-    batch.jobs.push_back(std::move(job));
-    // Gather more until the batch is full, the delay has passed, or no result slot is free.
-    while (batch.jobs.size() < max_batch && take_credit(false)) {
-      // After close_input() nothing new can arrive, so a partial batch goes at once.
-      if (!next_input(job, first_at + max_delay, /*until_closed=*/true)) {
-        return_credit();
-        break;
+    try {
+      batch.jobs.reserve(max_batch);
+      if (carry) {
+        batch.jobs.push_back(std::move(*carry));
+        carry.reset();
+      } else {
+        Job job;
+        if (!take_credit(true)) return;
+        if (!next_input(job, Clock::time_point::max(), /*until_closed=*/false)) return;
+        job.ordinal = next_ordinal++;
+        batch.jobs.push_back(std::move(job));
       }
-      job.ordinal = next_ordinal++;
-      batch.jobs.push_back(std::move(job));
-    }
-    if (stopping_.load(std::memory_order_acquire)) return;
-
-    const Clock::time_point dispatched = Clock::now();
-    std::uint64_t waited = 0;
-    for (Job& j : batch.jobs) {
-      j.times.dispatched = dispatched;
-      waited += ns_between(j.times.pushed, dispatched);
-    }
-    if (preprocessor_) {
-      std::vector<Job> ready;
-      for (Job& j : batch.jobs) {
-        try {
-          j.sample.tensors[0] = preprocessor_->apply(j.sample.tensors[0]);
-          ready.push_back(std::move(j));
-        } catch (const std::exception& e) {
-          fail(std::move(j), std::string("preprocess failed: ") + e.what());
+      const Clock::time_point first_at = Clock::now();
+      // Gather samples of the same shape until the batch is full, the delay has passed, or no
+      // result slot is free. After close_input() nothing new can arrive, so a partial batch goes at
+      // once.
+      while (batch.jobs.size() < max_batch && take_credit(false)) {
+        Job job;
+        if (!next_input(job, first_at + max_delay, /*until_closed=*/true)) {
+          return_credit();
+          break;
         }
+        job.ordinal = next_ordinal++;
+        if (!batchable(batch.jobs.front(), job)) {
+          carry.emplace(std::move(job));
+          break;
+        }
+        batch.jobs.push_back(std::move(job));
       }
-      batch.jobs = std::move(ready);
+    } catch (const std::exception& e) {
+      // Only an allocation can fail here; the samples already taken fail, nothing is lost.
+      for (Job& j : batch.jobs) fail(std::move(j), std::string("dispatch failed: ") + e.what());
+      continue;
     }
-    if (metrics()) {
-      const Clock::time_point done = Clock::now();
-      for (Job& j : batch.jobs) j.times.dispatched = done;
-      preprocess_clock_.record(batch.jobs.size(), waited, ns_between(dispatched, done) * batch.jobs.size());
-    }
-    if (batch.jobs.empty()) continue;
+    if (stopping()) return;
+    dispatch(batch);
+  }
+}
 
-    if (dispatcher_infers_) {
-      infer(batch, 0);
-    } else {
-      // Credits bound the batches in flight by the queue's capacity, so this always succeeds.
-      while (!infer_queue_.try_push(batch)) std::this_thread::yield();
-      infer_ready_.notify_all();
+void RunImpl::dispatch(Batch& batch) {
+  const Clock::time_point dispatched = Clock::now();
+  std::uint64_t waited = 0;
+  for (Job& j : batch.jobs) {
+    j.times.dispatched = dispatched;
+    waited += ns_between(j.times.pushed, dispatched);
+  }
+  if (model_->options.preprocess.enabled()) {
+    std::size_t kept = 0;
+    for (Job& j : batch.jobs) {
+      try {
+        std::optional<Preprocessor> scratch;
+        j.sample.tensors[0] = preprocessor_for(j.sample.tensors[0], scratch).apply(j.sample.tensors[0]);
+        if (&j != &batch.jobs[kept]) batch.jobs[kept] = std::move(j);
+        ++kept;
+      } catch (const std::exception& e) {
+        fail(std::move(j), std::string("preprocess failed: ") + e.what());
+      }
     }
+    batch.jobs.resize(kept);
+  }
+  if (metrics()) {
+    const Clock::time_point done = Clock::now();
+    for (Job& j : batch.jobs) j.times.dispatched = done;
+    preprocess_clock_.record(batch.jobs.size(), waited, ns_between(dispatched, done) * batch.jobs.size());
+  }
+  if (batch.jobs.empty()) return;
+
+  if (dispatcher_infers_) {
+    infer(batch.jobs, 0);
+  } else {
+    // Credits bound the batches in flight by the queue's capacity, so this always succeeds.
+    while (!infer_queue_.try_push(batch)) std::this_thread::yield();
+    infer_ready_.notify_all();
   }
 }
 
@@ -368,98 +524,164 @@ void RunImpl::worker_loop(std::size_t worker) {
   for (;;) {
     Batch batch;
     bool got = false;
-    infer_ready_.wait_until(
-        [&] { return (got = infer_queue_.try_pop(batch)) || stopping_.load(std::memory_order_acquire); },
-        Clock::time_point::max());
-    if (!got || stopping_.load(std::memory_order_acquire)) return;
-    infer(batch, worker);
+    infer_ready_.wait_until([&] { return (got = infer_queue_.try_pop(batch)) || stopping(); },
+                            Clock::time_point::max());
+    if (!got || stopping()) return;
+    infer(batch.jobs, worker);
   }
 }
 
-Tensor RunImpl::output_tensor(std::size_t output, std::size_t batch_size) {
-  const TensorSpec& spec = outputs[output];
-  Shape shape = batched(spec.shape, batch_size);
-  if (pools_.empty()) return Tensor::empty(spec.dtype, std::move(shape));
-  std::shared_ptr<const void> buffer = pools_[output][batch_size - 1]->acquire();
+Tensor RunImpl::output_tensor(std::size_t output, const Shape& shape) {
+  const DType dtype = outputs()[output].dtype;
+  if (pools_.empty()) return Tensor::empty(dtype, shape);
+  // A pool per buffer size, up to a handful: a model whose output sizes vary without end gets
+  // fresh buffers past that, instead of idle pools holding memory for sizes never seen again.
+  constexpr std::size_t kMaxPools = 16;
+  const std::size_t bytes = element_count(shape) * dtype_size(dtype);
+  std::shared_ptr<BufferPool> pool;
+  {
+    OutputPools& pools = *pools_[output];
+    std::lock_guard<std::mutex> lock(pools.mutex);
+    for (const auto& [size, p] : pools.by_bytes) {
+      if (size == bytes) pool = p;
+    }
+    if (!pool && pools.by_bytes.size() < kMaxPools) {
+      // Up to capacity() results can be alive at once; keeping that many idle buffers means a
+      // consumer that holds a full Run's results and lets them go never causes a reallocation.
+      pool = BufferPool::create(bytes, capacity());
+      pools.by_bytes.emplace_back(bytes, pool);
+    }
+  }
+  if (!pool) return Tensor::empty(dtype, shape);
+  std::shared_ptr<const void> buffer = pool->acquire();
   void* data = const_cast<void*>(buffer.get());
-  return Tensor::borrow(spec.dtype, std::move(shape), data, std::move(buffer));
+  return Tensor::borrow(dtype, shape, data, std::move(buffer));
 }
 
-void RunImpl::infer(Batch& batch, std::size_t worker) {
-  const std::size_t n = batch.jobs.size();
-  const Clock::time_point start = Clock::now();
-  std::vector<Tensor> results;
-  try {
-    std::vector<Tensor> inputs;
-    if (n == 1) {
-      inputs = batch.jobs[0].sample.tensors;
-    } else {
-      // Stack the samples into this worker's scratch buffers, viewed at this batch's size.
-      for (std::size_t i = 0; i < model_inputs.size(); ++i) {
-        Tensor stacked = row_slice(batch_inputs_[worker][i], 0, n, static_cast<std::size_t>(options.max_batch));
-        auto* dst = static_cast<std::uint8_t*>(stacked.map_write().data);
-        for (const Job& j : batch.jobs) {
-          const Mapping m = j.sample.tensors[i].map_read();
-          std::memcpy(dst, m.data, m.size_bytes);
-          dst += m.size_bytes;
-        }
-        inputs.push_back(std::move(stacked));
+std::vector<Tensor> RunImpl::run_model(const std::vector<Job>& jobs, std::size_t worker) {
+  const std::size_t n = jobs.size();
+  std::vector<Tensor> inputs;
+  if (n == 1) {
+    inputs = jobs[0].sample.tensors;
+  } else {
+    // Stack the samples (all of one shape) along dimension 0, in this worker's scratch buffers.
+    for (std::size_t i = 0; i < model_->inputs.size(); ++i) {
+      const Tensor& first = jobs[0].sample.tensors[i];
+      Shape shape = first.shape();
+      shape[0] *= static_cast<std::int64_t>(n);
+      const std::size_t bytes = first.size_bytes() * n;
+      Tensor& scratch = batch_scratch_[worker][i];
+      if (scratch.size_bytes() < bytes) scratch = Tensor::empty(DType::UInt8, {static_cast<std::int64_t>(bytes)});
+      const MutableMapping m = scratch.map_write();
+      auto* dst = static_cast<std::uint8_t*>(m.data);
+      for (const Job& j : jobs) {
+        const Mapping src = j.sample.tensors[i].map_read();
+        std::memcpy(dst, src.data, src.size_bytes);
+        dst += src.size_bytes;
+      }
+      inputs.push_back(Tensor::borrow(first.dtype(), std::move(shape), m.data, m.keepalive));
+    }
+  }
+  // Outputs whose shape the inputs determine are preallocated (pooled); the rest ORT allocates.
+  std::vector<Tensor> results(outputs().size());
+  for (std::size_t o = 0; o < results.size(); ++o) {
+    if (std::optional<Shape> shape = model_->output_shape(o, inputs)) results[o] = output_tensor(o, *shape);
+  }
+  model_->infer(*session_, inputs, results, *run_options_[worker]);
+  if (n > 1) {
+    for (std::size_t o = 0; o < results.size(); ++o) {
+      const Shape& shape = results[o].shape();
+      if (shape.empty() || shape[0] % static_cast<std::int64_t>(n) != 0) {
+        throw InferenceError("output '" + outputs()[o].name + "' is " + results[o].describe() + " for a batch of " +
+                             std::to_string(n) + " samples, so it cannot be split by sample");
       }
     }
-    for (std::size_t o = 0; o < outputs.size(); ++o) results.push_back(output_tensor(o, n));
-    model_->infer(*session_, inputs, results, *run_options_[worker]);
+  }
+  return results;
+}
+
+void RunImpl::infer(std::vector<Job>& jobs, std::size_t worker) {
+  const std::size_t n = jobs.size();
+  const Clock::time_point start = Clock::now();
+  std::vector<Tensor> results;
+  std::string error;
+  try {
+    results = run_model(jobs, worker);
   } catch (const std::exception& e) {
-    for (Job& j : batch.jobs) fail(std::move(j), e.what());
+    error = e.what();
+  } catch (...) {
+    error = "unknown exception";
+  }
+  if (!error.empty()) {
+    if (n > 1 && !stopping()) {
+      // One failure stays one failure: retry the samples one by one, so only those that fail on
+      // their own get an error.
+      for (Job& j : jobs) {
+        std::vector<Job> one(1);
+        one[0] = std::move(j);
+        infer(one, worker);
+      }
+      return;
+    }
+    for (Job& j : jobs) fail(std::move(j), error);
     return;
   }
   const Clock::time_point inferred = Clock::now();
   batches_.fetch_add(1, std::memory_order_relaxed);
   batched_samples_.fetch_add(n, std::memory_order_relaxed);
-
-  std::vector<Result> finished(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    Job& j = batch.jobs[k];
-    Result& r = finished[k];
-    r.times = j.times;
-    r.ordinal = j.ordinal;
-    r.sample = std::move(j.sample);
-    r.sample.tensors.clear();
-    r.sample.names.clear();
-    for (std::size_t o = 0; o < outputs.size(); ++o) {
-      if (n == 1) {
-        r.sample.tensors.push_back(results[o]);
-      } else if (pools_.empty()) {
-        // Owned: each result gets its own buffer, so holding one never pins the whole batch.
-        r.sample.tensors.push_back(row_slice(results[o], k, 1, n).clone());
-      } else {
-        r.sample.tensors.push_back(row_slice(results[o], k, 1, n));
-      }
-      r.sample.names.push_back(outputs[o].name);
-    }
-  }
   // Recorded before delivery, so stats() read after the last pull already include this batch.
   if (metrics()) {
     std::uint64_t waited = 0;
-    for (const Result& r : finished) waited += ns_between(r.times.dispatched, start);
+    for (const Job& j : jobs) waited += ns_between(j.times.dispatched, start);
     inference_clock_.record(n, waited, ns_between(start, inferred) * n);
-    postprocess_clock_.record(n, 0, ns_between(inferred, Clock::now()) * n);
   }
-  for (Result& r : finished) deliver(std::move(r));
+  for (std::size_t k = 0; k < n; ++k) {
+    Job& j = jobs[k];
+    try {
+      Result r;
+      r.times = j.times;
+      r.ordinal = j.ordinal;
+      std::vector<Tensor> tensors;
+      std::vector<std::string> names;
+      for (std::size_t o = 0; o < results.size(); ++o) {
+        if (n == 1) {
+          tensors.push_back(results[o]);
+        } else {
+          const std::size_t rows = static_cast<std::size_t>(results[o].shape()[0]);
+          Tensor row = row_slice(results[o], k * rows / n, rows / n, rows);
+          // Owned: each result gets its own buffer, so holding one never pins the whole batch.
+          tensors.push_back(pools_.empty() ? row.clone() : std::move(row));
+        }
+        names.push_back(outputs()[o].name);
+      }
+      r.sample = std::move(j.sample);
+      r.sample.tensors = std::move(tensors);
+      r.sample.names = std::move(names);
+      deliver(std::move(r));
+    } catch (const std::exception& e) {
+      fail(std::move(j), std::string("could not hand the result on: ") + e.what());
+    }
+  }
+  if (metrics()) postprocess_clock_.record(n, 0, ns_between(inferred, Clock::now()) * n);
 }
 
-void RunImpl::fail(Job&& job, const std::string& error) {
+void RunImpl::fail(Job&& job, const std::string& error) noexcept {
   Result r;
   r.times = job.times;
   r.ordinal = job.ordinal;
   r.sample = std::move(job.sample);
   r.sample.tensors.clear();
   r.sample.names.clear();
-  r.error = error;
+  try {
+    r.error = error;
+  } catch (...) {
+    r.error = "out of memory";  // short enough to need no allocation
+  }
   errors_.fetch_add(1, std::memory_order_relaxed);
   deliver(std::move(r));
 }
 
-void RunImpl::deliver(Result&& result) {
+void RunImpl::deliver(Result&& result) noexcept {
   if (metrics()) result.times.ready = Clock::now();
   if (options.ordered) {
     const std::uint64_t ordinal = result.ordinal;
@@ -478,14 +700,9 @@ void RunImpl::deliver(Result&& result) {
 
 // ---- pull side ---------------------------------------------------------------------------------
 
-bool RunImpl::drained() const {
-  const std::uint64_t state = state_.load(std::memory_order_acquire);
-  if (state != 1) return false;  // still open, or a push is in progress
-  return pulled_.load(std::memory_order_acquire) + evicted_.load(std::memory_order_acquire) ==
-         accepted_.load(std::memory_order_acquire);
-}
-
 PullResult RunImpl::pull(int timeout_ms) {
+  Caller caller(*this);
+  if (caller.stopped()) return {PullStatus::Closed, std::nullopt, {}};
   const Clock::time_point deadline = deadline_after(timeout_ms);
   Result taken;
   const auto try_take = [&] {
@@ -506,15 +723,14 @@ PullResult RunImpl::pull(int timeout_ms) {
   if (!got) {
     if (drained()) return {PullStatus::Closed, std::nullopt, {}};
     if (timeout_ms == 0) return {PullStatus::Timeout, std::nullopt, {}};  // a poll: no spinning
-    result_ready_.wait_until(
-        [&] { return (got = try_take()) || drained() || stopping_.load(std::memory_order_acquire); }, deadline);
+    wait(result_ready_, [&] { return (got = try_take()) || drained() || stopping(); }, deadline);
     if (!got) {
-      const bool closed = drained() || stopping_.load(std::memory_order_acquire);
+      const bool closed = drained() || stopping();
       return {closed ? PullStatus::Closed : PullStatus::Timeout, std::nullopt, {}};
     }
   }
 
-  pulled_.fetch_add(1, std::memory_order_acq_rel);
+  pulled_.fetch_add(1, std::memory_order_relaxed);
   return_credit();
   const Clock::time_point now = Clock::now();
   last_pull_ns_.store(ns_since_epoch(now), std::memory_order_relaxed);
@@ -522,7 +738,7 @@ PullResult RunImpl::pull(int timeout_ms) {
     latency_.record(ns_between(taken.times.pushed, now));
     reorder_clock_.record(1, ns_between(taken.times.ready, now), 0);
   }
-  if (is_closed()) result_ready_.notify_all();  // the last pull may have ended the stream
+  release_samples(1);  // last, so stats() read after end of stream include this pull
 
   PullResult result;
   result.status = taken.error.empty() ? PullStatus::Ok : PullStatus::Error;
@@ -532,20 +748,30 @@ PullResult RunImpl::pull(int timeout_ms) {
 }
 
 Sample RunImpl::run_one(Sample sample, int timeout_ms) {
+  Caller caller(*this);
   std::lock_guard<std::mutex> lock(run_one_mutex_);
-  const std::uint64_t in_flight = accepted_.load(std::memory_order_acquire) -
-                                  evicted_.load(std::memory_order_acquire) -
-                                  pulled_.load(std::memory_order_acquire);
+  // Results of earlier run() calls that timed out or were interrupted after their sample went in.
+  for (; abandoned_ > 0; --abandoned_) {
+    if (pull(-1).status == PullStatus::Closed) break;
+  }
+  const std::uint64_t in_flight = state_.load(std::memory_order_acquire) >> 1;
   if (in_flight != 0) {
     throw Error("Run::run() needs an idle Run, but " + std::to_string(in_flight) +
                 " pushed samples are not pulled yet; use push() and pull() instead");
   }
-  if (!push(std::move(sample), true)) throw Error("Run::run(): the sample was dropped by the overflow policy");
-  PullResult r = pull(timeout_ms);
+  if (!*push(sample, PushMode::Wait)) throw Error("Run::run(): the sample was dropped by the overflow policy");
+  PullResult r;
+  try {
+    r = pull(timeout_ms);
+  } catch (...) {
+    ++abandoned_;
+    throw;
+  }
   switch (r.status) {
     case PullStatus::Ok: return std::move(*r.sample);
     case PullStatus::Error: throw InferenceError(r.error);
     case PullStatus::Timeout:
+      ++abandoned_;
       throw TimeoutError("Run::run() got no result within timeout_ms=" + std::to_string(timeout_ms));
     case PullStatus::Closed: break;
   }
@@ -600,7 +826,14 @@ RunStats RunImpl::stats() const {
 Run::Run(std::unique_ptr<RunImpl> impl) : impl_(std::move(impl)) {}
 Run::Run(Run&&) noexcept = default;
 Run& Run::operator=(Run&&) noexcept = default;
-Run::~Run() = default;
+Run::~Run() {
+  // In a forked child the engine's threads do not exist: leak the pipeline rather than join them.
+  if (impl_ && impl_->forked()) {
+    impl_.release();
+    return;
+  }
+  impl_.reset();
+}
 
 namespace {
 RunImpl& live(const std::unique_ptr<RunImpl>& impl) {
@@ -609,11 +842,17 @@ RunImpl& live(const std::unique_ptr<RunImpl>& impl) {
 }
 }  // namespace
 
-bool Run::push(const std::vector<Tensor>& inputs) { return live(impl_).push(make_sample(inputs), true); }
-bool Run::push(Sample sample) { return live(impl_).push(std::move(sample), true); }
-bool Run::try_push(const std::vector<Tensor>& inputs) { return live(impl_).push(make_sample(inputs), false); }
-bool Run::try_push(Sample sample) { return live(impl_).push(std::move(sample), false); }
-std::optional<bool> Run::push_if_room(Sample& sample) { return live(impl_).push(sample, RunImpl::PushMode::IfRoom); }
+void Run::stop() {
+  if (impl_ && !impl_->forked()) impl_->stop();
+}
+bool Run::push(const std::vector<Tensor>& inputs) { return push(make_sample(inputs)); }
+bool Run::push(Sample sample) { return *live(impl_).push(sample, RunImpl::PushMode::Wait); }
+bool Run::try_push(const std::vector<Tensor>& inputs) { return try_push(make_sample(inputs)); }
+bool Run::try_push(Sample sample) { return *live(impl_).push(sample, RunImpl::PushMode::NoWait); }
+std::optional<bool> Run::push_if_room(Sample& sample, int timeout_ms) {
+  return live(impl_).push(sample, RunImpl::PushMode::IfRoom, deadline_after(std::max(0, timeout_ms)));
+}
+void Run::check(const Sample& sample) const { live(impl_).check(sample); }
 void Run::close_input() { live(impl_).close_input(); }
 
 std::optional<Sample> Run::pull(int timeout_ms) {
@@ -632,7 +871,7 @@ Sample Run::run(const std::vector<Tensor>& inputs, int timeout_ms) {
 }
 Sample Run::run(Sample sample, int timeout_ms) { return live(impl_).run_one(std::move(sample), timeout_ms); }
 const std::vector<TensorSpec>& Run::input_specs() const { return live(impl_).push_inputs; }
-const std::vector<TensorSpec>& Run::output_specs() const { return live(impl_).outputs; }
+const std::vector<TensorSpec>& Run::output_specs() const { return live(impl_).outputs(); }
 const RunOptions& Run::options() const { return live(impl_).options; }
 std::size_t Run::capacity() const { return live(impl_).capacity(); }
 RunStats Run::stats() const { return live(impl_).stats(); }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "buffer_pool.hpp"
@@ -20,28 +21,32 @@ namespace ringflow {
 
 class RunImpl {
  public:
-  // `model_inputs` are the negotiated model input specs (all dimensions concrete), `push_inputs`
-  // what push() accepts (frames when preprocessing), `outputs` the concrete output specs.
+  // `push_inputs` is what push() accepts: the model's inputs, or HWC uint8 frames when
+  // preprocessing, with -1 for dynamic dimensions. `max_shapes` bounds them (empty: no bound).
+  // Starts the engine's threads; throws Error if they cannot start, with nothing left running.
   RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions options, std::vector<TensorSpec> push_inputs,
-          std::vector<TensorSpec> model_inputs, std::vector<TensorSpec> outputs);
+          std::vector<Shape> max_shapes);
   ~RunImpl();
 
+  void stop();
+
   enum class PushMode { Wait, NoWait, IfRoom };
-  bool push(Sample sample, bool may_wait);
-  // IfRoom: as NoWait, but where Block would wait it returns nullopt, leaving `sample` as it was
-  // and counting nothing.
-  std::optional<bool> push(Sample& sample, PushMode mode);
+  // Wait and NoWait return the accepted flag. IfRoom waits for room until `deadline` and, where it
+  // would wait longer, returns nullopt with `sample` as it was and nothing counted.
+  std::optional<bool> push(Sample& sample, PushMode mode, Clock::time_point deadline = Clock::time_point::min());
+  void check(Sample sample) const;
   void close_input();
   PullResult pull(int timeout_ms);
   Sample run_one(Sample sample, int timeout_ms);
   RunStats stats() const;
   InputStats input_stats() const;
   std::size_t capacity() const { return input_.capacity() + result_capacity_; }
+  // Made in a process this one was forked from: its threads are not here (fork_guard.hpp).
+  bool forked() const;
 
   const RunOptions options;
   const std::vector<TensorSpec> push_inputs;
-  const std::vector<TensorSpec> model_inputs;
-  const std::vector<TensorSpec> outputs;
+  const std::vector<TensorSpec>& outputs() const { return model_->outputs; }
 
  private:
   struct Timeline {
@@ -74,26 +79,45 @@ class RunImpl {
     std::atomic<std::uint64_t> writable_ordinal{0};  // the ordinal this slot may be written for next
     Result result;
   };
+  // Pooled output buffers for one output, one pool per buffer size met (dynamic shapes meet
+  // several). Found under a mutex: once per inference, never contended for long.
+  struct OutputPools {
+    std::mutex mutex;
+    std::vector<std::pair<std::size_t, std::shared_ptr<BufferPool>>> by_bytes;
+  };
+  class Caller;
 
+  void start_threads();
   void validate(Sample& sample) const;
+  const Preprocessor& preprocessor_for(const Tensor& frame, std::optional<Preprocessor>& scratch) const;
+  bool batchable(const Job& first, const Job& next) const;
   bool is_closed() const { return state_.load(std::memory_order_acquire) & 1; }
-  bool drained() const;
-  void report_drop(const Sample& sample, DropReason reason, std::string& callback_error);
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  bool drained() const { return state_.load(std::memory_order_acquire) == 1; }
+  void release_samples(std::uint64_t count);
+  void report_drop(const Sample& sample, DropReason reason, std::exception_ptr& callback_error);
+  template <typename Ready>
+  bool wait(EventCount& event, Ready&& ready, Clock::time_point deadline);
 
   bool take_credit(bool wait);
   void return_credit();
   bool next_input(Job& job, Clock::time_point deadline, bool until_closed);
 
   void dispatch_loop();
+  void dispatch(Batch& batch);
   void worker_loop(std::size_t worker);
-  void infer(Batch& batch, std::size_t worker);
-  Tensor output_tensor(std::size_t output, std::size_t batch_size);
-  void fail(Job&& job, const std::string& error);
-  void deliver(Result&& result);
+  void infer(std::vector<Job>& jobs, std::size_t worker);
+  std::vector<Tensor> run_model(const std::vector<Job>& jobs, std::size_t worker);
+  Tensor output_tensor(std::size_t output, const Shape& shape);
+  void fail(Job&& job, const std::string& error) noexcept;
+  void deliver(Result&& result) noexcept;
   bool metrics() const { return options.enable_metrics; }
 
   std::shared_ptr<const ModelImpl> model_;
+  const std::vector<Shape> max_shapes_;
+  const std::uint64_t generation_;
   std::shared_ptr<Ort::Session> session_;
+  // Built once when the model's input size is fixed; otherwise one per frame (preprocessor_for).
   std::optional<Preprocessor> preprocessor_;
   // With one worker and nothing to preprocess, the dispatcher runs inference itself: one hop less.
   const bool dispatcher_infers_;
@@ -114,10 +138,24 @@ class RunImpl {
   EventCount result_ready_;
   alignas(kCacheLine) std::atomic<std::uint64_t> next_pull_{0};
 
-  // (pushes in progress << 1) | closed. End of stream is closed, no push in progress, and every
-  // accepted sample pulled or evicted.
+  // End of stream in one word: bit 0 is "closed"; the rest counts, in steps of 2, the pushes in
+  // progress plus the accepted samples not yet pulled or evicted (an accepted push hands its step
+  // on to its sample). So the stream has ended exactly when state_ == 1. Every change is a
+  // read-modify-write of this one atomic; RMWs of one atomic are totally ordered, so exactly one
+  // of them produces 1, and the thread whose RMW did so wakes the pullers (release_samples,
+  // close_input). No thread decides from a plain load of one variable after a store to another,
+  // so there is no store-buffering pair to go wrong on weakly ordered CPUs.
   alignas(kCacheLine) std::atomic<std::uint64_t> state_{0};
+
+  // stop(): callers_ counts threads inside push/pull/run. A caller increments it, then reads
+  // stopping_; stop() stores stopping_, then reads callers_. Both sides are seq_cst, so at least
+  // one sees the other (the store-buffering pair is ordered): either the caller sees stopping_ and
+  // leaves, or stop() waits for it.
   std::atomic<bool> stopping_{false};
+  std::atomic<int> callers_{0};
+  EventCount callers_left_;
+  std::mutex stop_mutex_;
+  bool stopped_ = false;
 
   // Counters.
   alignas(kCacheLine) std::atomic<std::uint64_t> pushes_{0};
@@ -138,14 +176,15 @@ class RunImpl {
   LatencyHistogram latency_;
   StageClock preprocess_clock_, inference_clock_, postprocess_clock_, reorder_clock_;
 
-  // Per worker: ORT run options (to cancel in-flight runs) and scratch for stacked batch inputs.
+  // Per worker: ORT run options (to cancel in-flight runs) and grow-only scratch for stacked
+  // batch inputs, one buffer per model input.
   std::vector<std::unique_ptr<Ort::RunOptions>> run_options_;
-  std::vector<std::vector<Tensor>> batch_inputs_;
-  // Pooled outputs: pools_[output][batch_size - 1].
-  std::vector<std::vector<std::shared_ptr<BufferPool>>> pools_;
+  std::vector<std::vector<Tensor>> batch_scratch_;
+  std::vector<std::unique_ptr<OutputPools>> pools_;  // one per output, with OutputMemory::Pooled
 
   std::vector<std::thread> threads_;
   std::mutex run_one_mutex_;
+  std::uint64_t abandoned_ = 0;  // run() calls interrupted after their sample went in
 };
 
 }  // namespace ringflow

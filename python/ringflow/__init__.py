@@ -80,5 +80,43 @@ from ._ringflow import (  # noqa: E402
 )
 from . import models  # noqa: E402
 
-__all__ = [name for name in dir(_ringflow) if not name.startswith("_")] + ["models"]
-__all__.remove("set_onnxruntime_library")
+# Written as in C++ (ringflow::Model::RouteOptions) or, as Neat users do, at the top level.
+RouteOptions = Model.RouteOptions
+
+__all__ = [
+    "BenchmarkReport",
+    "CallbackError",
+    "ClosedError",
+    "ColorFormat",
+    "DroppedInput",
+    "DropReason",
+    "DTypeError",
+    "Error",
+    "Graph",
+    "GraphOptimization",
+    "InferenceError",
+    "InputStats",
+    "LatencySummary",
+    "Model",
+    "ModelError",
+    "models",
+    "NormalizeOptions",
+    "onnxruntime_version",
+    "OutputMemory",
+    "OverflowPolicy",
+    "PreprocessOptions",
+    "PullResult",
+    "PullStatus",
+    "RouteOptions",
+    "Run",
+    "RunOptions",
+    "RunStats",
+    "Sample",
+    "SessionOptions",
+    "ShapeError",
+    "StageStats",
+    "Tensor",
+    "tensors_from_sample",
+    "TensorSpec",
+    "TimeoutError",
+]

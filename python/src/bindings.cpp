@@ -59,23 +59,6 @@ DType from_numpy_dtype(const py::dtype& dt) {
                    " are not supported; use one of (in native byte order): " + supported);
 }
 
-// Copies the array into a new owned Tensor, so the caller may reuse or free it at once. A
-// non-contiguous array is made contiguous first; it is never read with the wrong strides.
-Tensor tensor_from_array(const py::handle& obj) {
-  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
-  if (!py::isinstance<py::array>(obj)) {
-    throw DTypeError(std::string("expected a numpy array or ringflow.Tensor, got ") +
-                     py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
-  }
-  auto array = py::reinterpret_borrow<py::array>(obj);
-  const DType dtype = from_numpy_dtype(array.dtype());
-  if (!(array.flags() & py::array::c_style)) {
-    array = py::module_::import("numpy").attr("ascontiguousarray")(array);
-  }
-  Shape shape(array.shape(), array.shape() + array.ndim());
-  return Tensor::copy_from(dtype, std::move(shape), array.data());
-}
-
 // A numpy view of the tensor's buffer: no copy; the array keeps the buffer alive.
 py::array array_from_tensor(const Tensor& tensor) {
   auto* keep = new Tensor(tensor);
@@ -85,29 +68,97 @@ py::array array_from_tensor(const Tensor& tensor) {
   return py::array(to_numpy_dtype(tensor.dtype()), shape, m.data, owner);
 }
 
+// How much of an input array becomes a Tensor. Inputs are converted twice: first their dtypes and
+// shapes only (Tensors with no data), for the Run to check; then, once that passed, their data. So
+// a wrong-shaped 1 GB array is refused without being copied.
+// Borrow: contiguous arrays are used in place, for calls that finish before they return (Model.run).
+enum class Data { ShapesOnly, Copy, Borrow };
+
+// An owned copy of the array (the caller may reuse or free it at once), or its dtype and shape only.
+// A non-contiguous array is gathered by numpy straight into the new buffer, never read with the
+// wrong strides.
+Tensor tensor_from_array(const py::handle& obj, Data data) {
+  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+  if (!py::isinstance<py::array>(obj)) {
+    throw DTypeError(std::string("expected a numpy array or ringflow.Tensor, got ") +
+                     py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  auto array = py::reinterpret_borrow<py::array>(obj);
+  const DType dtype = from_numpy_dtype(array.dtype());
+  Shape shape(array.shape(), array.shape() + array.ndim());
+  if (data == Data::ShapesOnly) return Tensor::borrow(dtype, std::move(shape), nullptr);
+  if (array.flags() & py::array::c_style) {
+    if (data == Data::Borrow) return Tensor::borrow(dtype, std::move(shape), const_cast<void*>(array.data()));
+    return Tensor::copy_from(dtype, std::move(shape), array.data());
+  }
+  Tensor copy = Tensor::empty(dtype, std::move(shape));
+  py::module_::import("numpy").attr("copyto")(array_from_tensor(copy), array);
+  return copy;
+}
+
 // push()/build() accept one array, a list or tuple of arrays (the model's inputs in order), a dict
 // of name -> array, or a Sample.
 Sample sample_from_python(const py::handle& inputs, const std::string& stream_id, std::int64_t frame_id,
-                          std::int64_t pts_ns) {
+                          std::int64_t pts_ns, Data data = Data::Copy) {
   Sample sample;
   if (py::isinstance<Sample>(inputs)) {
     sample = inputs.cast<Sample>();
   } else if (py::isinstance<py::dict>(inputs)) {
     for (auto item : inputs.cast<py::dict>()) {
       sample.names.push_back(py::str(item.first).cast<std::string>());
-      sample.tensors.push_back(tensor_from_array(item.second));
+      sample.tensors.push_back(tensor_from_array(item.second, data));
     }
   } else if (py::isinstance<py::list>(inputs) || py::isinstance<py::tuple>(inputs)) {
-    for (auto item : inputs) sample.tensors.push_back(tensor_from_array(item));
+    for (auto item : inputs) sample.tensors.push_back(tensor_from_array(item, data));
     sample.names.resize(sample.tensors.size());
   } else {
-    sample.tensors.push_back(tensor_from_array(inputs));
+    sample.tensors.push_back(tensor_from_array(inputs, data));
     sample.names.resize(1);
   }
   if (!stream_id.empty()) sample.stream_id = stream_id;
   if (frame_id >= 0) sample.frame_id = frame_id;
   if (pts_ns >= 0) sample.pts_ns = pts_ns;
   return sample;
+}
+
+// The sample to push, checked against the Run before its data is copied.
+Sample checked_sample(const Run& run, const py::handle& inputs, const std::string& stream_id,
+                      std::int64_t frame_id, std::int64_t pts_ns) {
+  run.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
+  return sample_from_python(inputs, stream_id, frame_id, pts_ns);
+}
+
+// The wait check for calls that wait with the GIL released: Ctrl-C (any signal handler that
+// raises) interrupts the wait within one check interval. Signal handlers only run on the main
+// thread; elsewhere this returns at once.
+void raise_pending_signals() {
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+// Runs `call` with the GIL released and Ctrl-C able to interrupt its waits.
+template <typename Call>
+auto waiting(Call&& call) {
+  py::gil_scoped_release release;
+  ScopedWaitCheck check(raise_pending_signals);
+  return call();
+}
+
+// RunOptions.max_shape from {name: (dims...)}, None meaning unbounded.
+std::map<std::string, Shape> shape_map(const py::dict& dict) {
+  std::map<std::string, Shape> shapes;
+  for (auto [name, dims] : dict) {
+    Shape& shape = shapes[py::str(name).cast<std::string>()];
+    for (auto d : dims) shape.push_back(d.is_none() ? -1 : d.cast<std::int64_t>());
+  }
+  return shapes;
+}
+
+// Provider options as ORT takes them: every value a string, so {"device_id": 0} works too.
+std::map<std::string, std::string> string_map(const py::dict& dict) {
+  std::map<std::string, std::string> out;
+  for (auto [key, value] : dict) out[py::str(key).cast<std::string>()] = py::str(value).cast<std::string>();
+  return out;
 }
 
 // Wraps a Python callable as on_input_drop. It runs on the pushing thread inside push(), which has
@@ -124,15 +175,12 @@ std::function<void(const DroppedInput&)> drop_callback(const py::object& callabl
     }
   };
   auto holder = std::shared_ptr<Holder>(new Holder{callable});
+  // An exception propagates as the error_already_set that holds it; push() keeps it as the
+  // CallbackError's cause, and the translator below re-raises it in Python as that error's
+  // __cause__ (or as itself, for KeyboardInterrupt and SystemExit).
   return [holder](const DroppedInput& dropped) {
     py::gil_scoped_acquire gil;
-    try {
-      holder->fn(dropped);
-    } catch (py::error_already_set& e) {
-      // Becomes CallbackError once push() has finished; the type and message, without traceback.
-      const std::string type = py::str(e.type().attr("__name__"));
-      throw std::runtime_error(type + ": " + py::str(e.value()).cast<std::string>());
-    }
+    holder->fn(dropped);
   };
 }
 
@@ -198,7 +246,21 @@ PYBIND11_MODULE(_ringflow, m) {
     } catch (const InferenceError& e) {
       PyErr_SetString(inference_error.ptr(), e.what());
     } catch (const CallbackError& e) {
-      PyErr_SetString(callback_error.ptr(), e.what());
+      py::object cause;
+      try {
+        if (e.cause()) std::rethrow_exception(e.cause());
+      } catch (py::error_already_set& raised) {
+        if (raised.matches(PyExc_KeyboardInterrupt) || raised.matches(PyExc_SystemExit)) {
+          raised.restore();
+          return;
+        }
+        cause = raised.value();
+      } catch (...) {
+      }
+      py::object error_object = callback_error(e.what());
+      error_object.attr("accepted") = e.accepted();
+      if (cause) PyException_SetCause(error_object.ptr(), cause.release().ptr());
+      PyErr_SetObject(callback_error.ptr(), error_object.ptr());
     } catch (const Error& e) {
       PyErr_SetString(error.ptr(), e.what());
     }
@@ -225,7 +287,7 @@ PYBIND11_MODULE(_ringflow, m) {
       });
 
   py::class_<Tensor>(m, "Tensor", py::buffer_protocol())
-      .def(py::init(&tensor_from_array), py::arg("array"), "Copies a numpy array into a new Tensor.")
+      .def(py::init([](const py::handle& array) { return tensor_from_array(array, Data::Copy); }), py::arg("array"), "Copies a numpy array into a new Tensor.")
       .def_buffer([](Tensor& t) {
         const py::dtype dt = to_numpy_dtype(t.dtype());
         std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
@@ -343,15 +405,19 @@ PYBIND11_MODULE(_ringflow, m) {
                   py::arg("max_height") = 224);
 
   py::class_<SessionOptions>(m, "SessionOptions")
-      .def(py::init([](int intra, int inter, GraphOptimization opt, std::string provider) {
-             return SessionOptions{intra, inter, opt, std::move(provider)};
+      .def(py::init([](int intra, int inter, GraphOptimization opt, std::string provider,
+                       const py::dict& provider_options) {
+             return SessionOptions{intra, inter, opt, std::move(provider), string_map(provider_options)};
            }),
            py::arg("intra_op_threads") = 0, py::arg("inter_op_threads") = 0,
-           py::arg("optimization") = GraphOptimization::All, py::arg("execution_provider") = "cpu")
+           py::arg("optimization") = GraphOptimization::All, py::arg("execution_provider") = "cpu",
+           py::arg("provider_options") = py::dict())
       .def_readwrite("intra_op_threads", &SessionOptions::intra_op_threads)
       .def_readwrite("inter_op_threads", &SessionOptions::inter_op_threads)
       .def_readwrite("optimization", &SessionOptions::optimization)
-      .def_readwrite("execution_provider", &SessionOptions::execution_provider);
+      .def_readwrite("execution_provider", &SessionOptions::execution_provider)
+      .def_property("provider_options", [](const SessionOptions& o) { return o.provider_options; },
+                    [](SessionOptions& o, const py::dict& d) { o.provider_options = string_map(d); });
 
   py::enum_<OverflowPolicy>(m, "OverflowPolicy")
       .value("Block", OverflowPolicy::Block)
@@ -384,10 +450,12 @@ workers: concurrent inference requests on one set of weights; ordered: keep push
 max_batch, max_delay_us: dynamic batching for models with a dynamic batch dimension.
 output_memory: Owned results own their buffers. Pooled results borrow pooled buffers, reused only
     after every Tensor, Sample and numpy array referring to one is gone; no allocation per sample.
-enable_metrics: latency and per-stage timing in stats(); counters are always kept.)doc")
+enable_metrics: latency and per-stage timing in stats(); counters are always kept.
+max_shape: {input name: upper bounds per dimension} for the dimensions the model leaves dynamic;
+    -1 or None leaves one unbounded. A push beyond a bound raises ShapeError.)doc")
       .def(py::init([](std::size_t queue_depth, OverflowPolicy policy, py::object on_input_drop, int workers,
                        bool ordered, int max_batch, int max_delay_us, OutputMemory output_memory,
-                       bool enable_metrics) {
+                       bool enable_metrics, const py::dict& max_shape) {
              RunOptions o;
              o.queue_depth = queue_depth;
              o.overflow_policy = policy;
@@ -398,13 +466,14 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
              o.max_delay_us = max_delay_us;
              o.output_memory = output_memory;
              o.enable_metrics = enable_metrics;
+             o.max_shape = shape_map(max_shape);
              return o;
            }),
            py::arg("queue_depth") = RunOptions().queue_depth,
            py::arg("overflow_policy") = OverflowPolicy::Block, py::arg("on_input_drop") = py::none(),
            py::arg("workers") = 1, py::arg("ordered") = true, py::arg("max_batch") = 1,
            py::arg("max_delay_us") = 0, py::arg("output_memory") = OutputMemory::Owned,
-           py::arg("enable_metrics") = true)
+           py::arg("enable_metrics") = true, py::arg("max_shape") = py::dict())
       .def_readwrite("queue_depth", &RunOptions::queue_depth)
       .def_readwrite("overflow_policy", &RunOptions::overflow_policy)
       .def_property("on_input_drop", [](const RunOptions& o) { return static_cast<bool>(o.on_input_drop); },
@@ -415,6 +484,8 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
       .def_readwrite("max_delay_us", &RunOptions::max_delay_us)
       .def_readwrite("output_memory", &RunOptions::output_memory)
       .def_readwrite("enable_metrics", &RunOptions::enable_metrics)
+      .def_property("max_shape", [](const RunOptions& o) { return o.max_shape; },
+                    [](RunOptions& o, const py::dict& d) { o.max_shape = shape_map(d); })
       .def_static("Realtime", &RunOptions::Realtime)
       .def_static("Balanced", &RunOptions::Balanced)
       .def_static("Reliable", &RunOptions::Reliable);
@@ -492,15 +563,23 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
            py::arg("path"), py::arg("options") = Model::Options(), "Loads an ONNX file (str or os.PathLike).")
       .def("input_specs", &Model::input_specs)
       .def("output_specs", &Model::output_specs)
-      .def_property_readonly("options", &Model::options)
+      .def_property_readonly("options", [](const Model& self) { return Model::Options(self.options()); },
+                             "A copy of the options the Model was loaded with.")
       .def_property_readonly("path", &Model::path)
       .def("run",
            [](const Model& self, const py::object& inputs, int timeout_ms) {
-             Sample sample = sample_from_python(inputs, "", -1, -1);
+             self.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
+             // No copy: `inputs` keeps the arrays alive until this call returns, as ORT's own run.
+             Sample sample = sample_from_python(inputs, "", -1, -1, Data::Borrow);
              py::gil_scoped_release release;
-             return self.run(std::move(sample), timeout_ms);
+             return self.run(sample, timeout_ms);
            },
            py::arg("inputs"), py::arg("timeout_ms") = -1)
+      .def("check",
+           [](const Model& self, const py::object& inputs) {
+             self.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
+           },
+           py::arg("inputs"), "Raises what run() would raise for these inputs' shapes and dtypes, without running.")
       .def("benchmark", &Model::benchmark, py::arg("samples") = 64, py::call_guard<py::gil_scoped_release>())
       .def("synthetic_inputs", &Model::synthetic_inputs, py::arg("seed") = 0)
       .def("graph", py::overload_cast<Model::RouteOptions>(&Model::graph, py::const_),
@@ -540,52 +619,72 @@ enable_metrics: latency and per-stage timing in stats(); counters are always kep
       .def("push",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {
-             Sample sample = sample_from_python(inputs, stream_id, frame_id, pts_ns);
+             Sample sample = checked_sample(self, inputs, stream_id, frame_id, pts_ns);
              // Enqueueing takes a microsecond; only waiting for room is worth two GIL hand-offs.
              if (std::optional<bool> accepted = self.push_if_room(sample)) return *accepted;
-             py::gil_scoped_release release;
-             return self.push(std::move(sample));
+             return waiting([&] { return self.push(std::move(sample)); });
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
       .def("try_push",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {
-             // Never waits, so the GIL is kept: releasing it would cost more than the push.
-             return self.try_push(sample_from_python(inputs, stream_id, frame_id, pts_ns));
+             // Never waits for room, so the GIL is kept: releasing it would cost more than the push.
+             return self.try_push(checked_sample(self, inputs, stream_id, frame_id, pts_ns));
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
+      .def("check",
+           [](const Run& self, const py::object& inputs) {
+             self.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
+           },
+           py::arg("inputs"), "Raises what push() would raise for these inputs' shapes and dtypes, without pushing.")
       .def("close_input", &Run::close_input, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &Run::stop, py::call_guard<py::gil_scoped_release>(),
+           "Stops intake, cancels queued work, wakes waiting push/pull calls and joins the engine's threads.")
       // A result that is already there is taken without giving up the GIL; only waiting releases it.
       .def("pull",
            [](Run& self, int timeout_ms) {
              std::optional<Sample> ready = self.pull(0);  // a poll; throws for a failed sample
              if (ready || timeout_ms == 0) return ready;
-             py::gil_scoped_release release;
-             return self.pull(timeout_ms);
+             return waiting([&] { return self.pull(timeout_ms); });
            },
            py::arg("timeout_ms") = -1)
       .def("pull_with_status",
            [](Run& self, int timeout_ms) {
              PullResult ready = self.pull_with_status(0);
-             if (ready.status == PullStatus::Timeout && timeout_ms != 0) {
-               py::gil_scoped_release release;
-               return self.pull_with_status(timeout_ms);
-             }
-             return ready;
+             if (ready.status != PullStatus::Timeout || timeout_ms == 0) return ready;
+             return waiting([&] { return self.pull_with_status(timeout_ms); });
            },
            py::arg("timeout_ms") = -1)
       .def("run",
            [](Run& self, const py::object& inputs, int timeout_ms) {
-             Sample sample = sample_from_python(inputs, "", -1, -1);
-             py::gil_scoped_release release;
-             return self.run(std::move(sample), timeout_ms);
+             Sample sample = checked_sample(self, inputs, "", -1, -1);
+             return waiting([&] { return self.run(std::move(sample), timeout_ms); });
            },
            py::arg("inputs"), py::arg("timeout_ms") = -1)
+      .def("__enter__", [](Run& self) -> Run& { return self; }, py::return_value_policy::reference)
+      .def("__exit__",
+           [](Run& self, const py::args&) {
+             py::gil_scoped_release release;
+             self.close_input();
+             self.stop();
+             return false;
+           },
+           "Closes the input and stops the Run (joining its threads); results not pulled by then are discarded.")
+      .def("__iter__", [](Run& self) -> Run& { return self; }, py::return_value_policy::reference)
+      .def("__next__",
+           [](Run& self) {
+             std::optional<Sample> next = self.pull(0);
+             if (!next) next = waiting([&] { return self.pull(-1); });
+             if (!next) throw py::stop_iteration();  // end of stream
+             return std::move(*next);
+           },
+           "The next result; StopIteration at end of stream, InferenceError for a failed sample.")
       .def("input_specs", &Run::input_specs)
       .def("output_specs", &Run::output_specs)
-      .def_property_readonly("options", &Run::options)
+      .def_property_readonly("options", [](const Run& self) { return RunOptions(self.options()); },
+                             "A copy of the options the Run was built with.")
       .def_property_readonly("capacity", &Run::capacity)
       .def("stats", &Run::stats)
       .def("input_stats", &Run::input_stats);

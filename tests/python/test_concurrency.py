@@ -191,4 +191,4 @@ def test_graph_build_releases_the_gil(progress_counter, resnet50_one_intra_threa
     graph.add(resnet50_one_intra_thread.graph(
         rf.Model.RouteOptions(include_input=True, include_output=True)))
     runs = assert_kept_running(progress_counter, lambda: graph.build(x), "Graph.build on resnet50")
-    assert runs[0].output_specs()[0].shape == (1, 1000)
+    assert runs[0].output_specs()[0].shape == (None, 1000)  # the model's shape: the seed only warms up

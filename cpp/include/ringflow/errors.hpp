@@ -2,6 +2,7 @@
 // what was expected. The Python bindings map each type to an exception of the same name.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -48,11 +49,19 @@ class InferenceError : public Error {
   using Error::Error;
 };
 
-// A user callback threw. The operation that called it completed; the message says what was lost
-// (nothing, unless it says otherwise).
+// A user callback threw. The operation that called it completed: accepted() says whether the
+// sample pushed by the call that raised this was accepted (so a retry cannot duplicate it), and
+// cause() holds the callback's own exception (the first, if several threw).
 class CallbackError : public Error {
  public:
-  using Error::Error;
+  explicit CallbackError(const std::string& what, bool accepted = false, std::exception_ptr cause = nullptr)
+      : Error(what), accepted_(accepted), cause_(std::move(cause)) {}
+  bool accepted() const noexcept { return accepted_; }
+  std::exception_ptr cause() const noexcept { return cause_; }
+
+ private:
+  bool accepted_;
+  std::exception_ptr cause_;
 };
 
 }  // namespace ringflow

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -48,7 +49,13 @@ struct SessionOptions {
   int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
   int inter_op_threads = 0;
   GraphOptimization optimization = GraphOptimization::All;
+  // "cpu", "cuda", "tensorrt", "openvino", "dnnl", "rocm", "migraphx", "cann", "vitisai", "coreml",
+  // "xnnpack", "qnn", "snpe", "webgpu", "azure", or ORT's own name ("CUDAExecutionProvider").
+  // Nodes it cannot run fall back to the CPU provider. One that the loaded ONNX Runtime lacks is a
+  // ModelError naming the providers it has.
   std::string execution_provider = "cpu";
+  // Passed through to that provider, as ORT documents them (e.g. {"device_id", "1"} for CUDA).
+  std::map<std::string, std::string> provider_options;
 };
 
 class ModelImpl;
@@ -99,6 +106,8 @@ class Model {
   Sample run(const std::vector<Tensor>& inputs, int timeout_ms = -1) const;
   // As above, with the sample's tensors matched to the model's inputs by name if it names them.
   Sample run(const Sample& inputs, int timeout_ms = -1) const;
+  // Throws exactly what run() would throw for these inputs' shapes and dtypes, without running.
+  void check(const Sample& inputs) const;
 
   // Measures latency and throughput with `samples` synthetic inputs per measurement: a warmed
   // single-flight loop for latency, then asynchronous Runs at 1..cores workers for throughput.

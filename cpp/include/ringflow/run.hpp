@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +72,12 @@ struct RunOptions {
   OutputMemory output_memory = OutputMemory::Owned;
   bool enable_metrics = true;  // latency and per-stage timing; counters are always kept
 
+  // Upper bounds for the dimensions a model leaves dynamic, by input name: {"input_ids", {1, 128}}
+  // lets a sequence be up to 128 long. Same rank as the input; -1 leaves a dimension unbounded.
+  // A push beyond a bound is a ShapeError. (Frames for a preprocessing model are bounded by
+  // PreprocessOptions instead.)
+  std::map<std::string, Shape> max_shape;
+
   // Small queue, drop the stalest frame: bounded latency for live sources.
   static RunOptions Realtime();
   // The default: moderate queue, Block.
@@ -96,29 +103,56 @@ struct PullResult {
 
 class RunImpl;
 
+// While the calling thread waits inside a Run's push(), pull(), pull_with_status() or run(), it
+// calls `check` every 50 ms or so. If `check` throws, that call stops waiting and the exception
+// propagates; a push interrupted this way has not accepted its sample, and the Run stays usable.
+// This is how a waiting thread notices a signal (the Python bindings deliver Ctrl-C with it).
+class ScopedWaitCheck {
+ public:
+  explicit ScopedWaitCheck(std::function<void()> check);
+  ~ScopedWaitCheck();
+  ScopedWaitCheck(const ScopedWaitCheck&) = delete;
+  ScopedWaitCheck& operator=(const ScopedWaitCheck&) = delete;
+
+ private:
+  std::function<void()> check_;
+  const std::function<void()>* previous_;
+};
+
 class Run {
  public:
   Run(Run&&) noexcept;
   Run& operator=(Run&&) noexcept;
   Run(const Run&) = delete;
   Run& operator=(const Run&) = delete;
-  // Closes the input, cancels queued and in-flight work, and joins every thread. Results not yet
-  // pulled are discarded: to keep them, close_input() and pull until Closed first.
+  // stop(), then frees the pipeline. Results not yet pulled are discarded: to keep them,
+  // close_input() and pull until Closed first.
   ~Run();
 
+  // Closes the input, cancels queued and in-flight work, wakes every thread waiting in push() (it
+  // throws ClosedError) or pull() (it returns Closed), waits for them to leave, and joins the
+  // engine's threads. Idempotent. Must not be called from inside this Run's own callbacks.
+  void stop();
+
   // Enqueues a sample. When the queue is full, the overflow policy decides: Block waits, KeepLatest
-  // evicts the oldest waiting sample, DropIncoming rejects this one. Returns whether this sample was
-  // accepted. Throws ShapeError or DTypeError for a sample that does not match the negotiated
-  // inputs, ClosedError after close_input(); in both cases nothing is enqueued or dropped.
+  // evicts the oldest waiting sample (one per push), DropIncoming rejects this one. Returns whether
+  // this sample was accepted. Throws ShapeError or DTypeError for a sample that does not match the
+  // model's inputs (see input_specs()), ClosedError after close_input() or stop(); in those cases
+  // nothing is enqueued or dropped. If on_input_drop throws, push() completes and then throws
+  // CallbackError, whose accepted() tells whether this sample went in.
   bool push(const std::vector<Tensor>& inputs);
   bool push(Sample sample);
   // As push(), but never waits: returns false (counted as a push failure) when the queue is full.
   bool try_push(const std::vector<Tensor>& inputs);
   bool try_push(Sample sample);
-  // push() if it would not wait, returning its result; otherwise nullopt, with `sample` unchanged
-  // and nothing counted. Lets a caller holding a lock (the Python bindings, the GIL) release it
-  // only when push() really has to wait.
-  std::optional<bool> push_if_room(Sample& sample);
+  // push() if it finds room within `timeout_ms` (0: without waiting), returning its result;
+  // otherwise nullopt, with `sample` unchanged and nothing counted. Lets a caller holding a lock
+  // (the Python bindings, the GIL) release it only when push() really has to wait.
+  std::optional<bool> push_if_room(Sample& sample, int timeout_ms = 0);
+
+  // Throws exactly what push() would throw for this sample's shapes and dtypes, without pushing
+  // it or reading its data.
+  void check(const Sample& sample) const;
 
   // No more input. Samples already accepted are still processed and delivered.
   void close_input();
@@ -129,11 +163,14 @@ class Run {
   PullResult pull_with_status(int timeout_ms = -1);
 
   // One sample through the pipeline, for a Run used only this way: throws ringflow::Error if other
-  // samples are in flight.
+  // samples are in flight. If a wait check (ScopedWaitCheck) interrupts it after the sample went
+  // in, its result is discarded by the next run().
   Sample run(const std::vector<Tensor>& inputs, int timeout_ms = -1);
   Sample run(Sample sample, int timeout_ms = -1);
 
-  // The shapes every push must match, negotiated by Graph::build().
+  // What every push must match: the model's inputs (or, with preprocessing, HWC uint8 frames),
+  // with -1 for each dimension the model leaves dynamic; and the model's outputs, -1 where their
+  // size depends on the input or the data.
   const std::vector<TensorSpec>& input_specs() const;
   const std::vector<TensorSpec>& output_specs() const;
   const RunOptions& options() const;
