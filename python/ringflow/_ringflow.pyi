@@ -1,0 +1,774 @@
+# Type stubs for the C++ extension (made with pybind11-stubgen, then edited: input unions,
+# exception classes). Keep in step with python/src/bindings.cpp.
+"""
+ringflow engine (C++). Import `ringflow`, not this module.
+"""
+from __future__ import annotations
+import builtins
+import os
+import typing
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy
+
+# What push(), try_push(), check(), run(), Model.run() and Graph.build() accept: one array, the
+# model's inputs in order, inputs by name, or a Sample.
+ArrayLike = typing.Union[numpy.ndarray, "Tensor"]
+Inputs = typing.Union[ArrayLike, Sequence[ArrayLike], Mapping[str, ArrayLike], "Sample"]
+
+class Error(RuntimeError): ...
+class ShapeError(Error, ValueError): ...
+class DTypeError(Error, TypeError): ...
+class ModelError(Error): ...
+class ClosedError(Error): ...
+class TimeoutError(Error, builtins.TimeoutError): ...
+class InferenceError(Error): ...
+class CallbackError(Error):
+    accepted: bool
+__all__: list[str] = ['BenchmarkReport', 'CallbackError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
+class TensorSpec:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def dtype(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        ...
+class Tensor:
+    def __array__(self, dtype: typing.Any = None, copy: typing.Any = None) -> numpy.ndarray:
+        ...
+    def __init__(self, array: numpy.ndarray | Tensor) -> None:
+        """
+        Copies a numpy array into a new Tensor.
+        """
+    def __repr__(self) -> str:
+        ...
+    def numpy(self) -> numpy.ndarray:
+        """
+        A zero-copy numpy view that keeps the buffer alive.
+        """
+    @property
+    def dtype(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        ...
+    @property
+    def size_bytes(self) -> int:
+        ...
+class Sample:
+    stream_id: str
+    def __getitem__(self, key: str | int) -> numpy.ndarray:
+        """
+        The tensor at an index or with a name, as a zero-copy numpy array.
+        """
+    def __init__(self) -> None:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def frame_id(self) -> int:
+        ...
+    @frame_id.setter
+    def frame_id(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def input_seq(self) -> int:
+        ...
+    @property
+    def names(self) -> list[str]:
+        ...
+    @names.setter
+    def names(self, arg0: Sequence[str]) -> None:
+        ...
+    @property
+    def pts_ns(self) -> int:
+        ...
+    @pts_ns.setter
+    def pts_ns(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def tensors(self) -> list[Tensor]:
+        ...
+    @tensors.setter
+    def tensors(self, arg0: Sequence[Tensor]) -> None:
+        ...
+class ColorFormat:
+    """
+    Members:
+    
+      RGB
+    
+      BGR
+    
+      GRAY
+    """
+    BGR: typing.ClassVar[ColorFormat]
+    GRAY: typing.ClassVar[ColorFormat]
+    RGB: typing.ClassVar[ColorFormat]
+    __members__: typing.ClassVar[dict[str, ColorFormat]]
+    @typing.overload
+    def __eq__(self, other: ColorFormat) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: ColorFormat) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class GraphOptimization:
+    """
+    Members:
+    
+      Disabled
+    
+      Basic
+    
+      Extended
+    
+      All
+    """
+    All: typing.ClassVar[GraphOptimization]
+    Basic: typing.ClassVar[GraphOptimization]
+    Disabled: typing.ClassVar[GraphOptimization]
+    Extended: typing.ClassVar[GraphOptimization]
+    __members__: typing.ClassVar[dict[str, GraphOptimization]]
+    @typing.overload
+    def __eq__(self, other: GraphOptimization) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: GraphOptimization) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class NormalizeOptions:
+    def __init__(self, mean: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], stddev: Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> None:
+        ...
+    @property
+    def mean(self) -> list[float]:
+        ...
+    @mean.setter
+    def mean(self, arg0: Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def stddev(self) -> list[float]:
+        ...
+    @stddev.setter
+    def stddev(self, arg0: Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+class PreprocessOptions:
+    input_format: ColorFormat
+    model_format: ColorFormat
+    normalize: NormalizeOptions
+    resize: bool
+    @staticmethod
+    def imagenet(max_width: typing.SupportsInt | typing.SupportsIndex = 224, max_height: typing.SupportsInt | typing.SupportsIndex = 224) -> PreprocessOptions:
+        ...
+    def __init__(self, input_format: ColorFormat = ..., model_format: ColorFormat = ..., input_max_width: typing.SupportsInt | typing.SupportsIndex = 0, input_max_height: typing.SupportsInt | typing.SupportsIndex = 0, input_max_depth: typing.SupportsInt | typing.SupportsIndex = 0, mean: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], stddev: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], resize: bool = True) -> None:
+        ...
+    def enabled(self) -> bool:
+        ...
+    @property
+    def input_max_depth(self) -> int:
+        ...
+    @input_max_depth.setter
+    def input_max_depth(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def input_max_height(self) -> int:
+        ...
+    @input_max_height.setter
+    def input_max_height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def input_max_width(self) -> int:
+        ...
+    @input_max_width.setter
+    def input_max_width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class SessionOptions:
+    execution_provider: str
+    optimization: GraphOptimization
+    def __init__(self, intra_op_threads: typing.SupportsInt | typing.SupportsIndex = 0, inter_op_threads: typing.SupportsInt | typing.SupportsIndex = 0, optimization: GraphOptimization = ..., execution_provider: str = 'cpu', provider_options: Mapping[str, object] = {}) -> None:
+        ...
+    @property
+    def inter_op_threads(self) -> int:
+        ...
+    @inter_op_threads.setter
+    def inter_op_threads(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def intra_op_threads(self) -> int:
+        ...
+    @intra_op_threads.setter
+    def intra_op_threads(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def provider_options(self) -> dict[str, str]:
+        ...
+    @provider_options.setter
+    def provider_options(self, arg1: Mapping[str, object]) -> None:
+        ...
+class OverflowPolicy:
+    """
+    Members:
+    
+      Block
+    
+      KeepLatest
+    
+      DropIncoming
+    """
+    Block: typing.ClassVar[OverflowPolicy]
+    DropIncoming: typing.ClassVar[OverflowPolicy]
+    KeepLatest: typing.ClassVar[OverflowPolicy]
+    __members__: typing.ClassVar[dict[str, OverflowPolicy]]
+    @typing.overload
+    def __eq__(self, other: OverflowPolicy) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: OverflowPolicy) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class OutputMemory:
+    """
+    Members:
+    
+      Owned
+    
+      Pooled
+    """
+    Owned: typing.ClassVar[OutputMemory]
+    Pooled: typing.ClassVar[OutputMemory]
+    __members__: typing.ClassVar[dict[str, OutputMemory]]
+    @typing.overload
+    def __eq__(self, other: OutputMemory) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: OutputMemory) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class DropReason:
+    """
+    Members:
+    
+      QueueFull
+    
+      Evicted
+    """
+    Evicted: typing.ClassVar[DropReason]
+    QueueFull: typing.ClassVar[DropReason]
+    __members__: typing.ClassVar[dict[str, DropReason]]
+    @typing.overload
+    def __eq__(self, other: DropReason) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: DropReason) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class DroppedInput:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def frame_id(self) -> int:
+        ...
+    @property
+    def input_seq(self) -> int:
+        ...
+    @property
+    def reason(self) -> DropReason:
+        ...
+    @property
+    def stream_id(self) -> str:
+        ...
+class RunOptions:
+    """
+    How a Run behaves under load (see run.hpp).
+    
+    queue_depth: samples that may wait in the input queue; as many again (plus one batch per worker)
+        may be computing or waiting to be pulled (Run.capacity).
+    overflow_policy: Block waits for room; KeepLatest drops the oldest waiting sample; DropIncoming
+        rejects the new one. Every drop is counted and passed to on_input_drop(DroppedInput), which
+        runs on the pushing thread; if it raises, push() completes and raises CallbackError.
+    workers: concurrent inference requests on one set of weights; ordered: keep push order.
+    max_batch, max_delay_us: dynamic batching for models with a dynamic batch dimension.
+    output_memory: Owned results own their buffers. Pooled results borrow pooled buffers, reused only
+        after every Tensor, Sample and numpy array referring to one is gone; no allocation per sample.
+    enable_metrics: latency and per-stage timing in stats(); counters are always kept.
+    max_shape: {input name: upper bounds per dimension} for the dimensions the model leaves dynamic;
+        -1 or None leaves one unbounded. A push beyond a bound raises ShapeError.
+    """
+    enable_metrics: bool
+    ordered: bool
+    output_memory: OutputMemory
+    overflow_policy: OverflowPolicy
+    @staticmethod
+    def Balanced() -> RunOptions:
+        ...
+    @staticmethod
+    def Realtime() -> RunOptions:
+        ...
+    @staticmethod
+    def Reliable() -> RunOptions:
+        ...
+    def __init__(self, queue_depth: typing.SupportsInt | typing.SupportsIndex = 8, overflow_policy: OverflowPolicy = ..., on_input_drop: Callable[[DroppedInput], object] | None = None, workers: typing.SupportsInt | typing.SupportsIndex = 1, ordered: bool = True, max_batch: typing.SupportsInt | typing.SupportsIndex = 1, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, output_memory: OutputMemory = ..., enable_metrics: bool = True, max_shape: Mapping[str, Sequence[int | None]] = {}) -> None:
+        ...
+    @property
+    def max_batch(self) -> int:
+        ...
+    @max_batch.setter
+    def max_batch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_delay_us(self) -> int:
+        ...
+    @max_delay_us.setter
+    def max_delay_us(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_shape(self) -> dict[str, list[int]]:
+        ...
+    @max_shape.setter
+    def max_shape(self, arg1: Mapping[str, Sequence[int | None]]) -> None:
+        ...
+    @property
+    def on_input_drop(self) -> bool:
+        ...
+    @on_input_drop.setter
+    def on_input_drop(self, arg1: Callable[[DroppedInput], object] | None) -> None:
+        ...
+    @property
+    def queue_depth(self) -> int:
+        ...
+    @queue_depth.setter
+    def queue_depth(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def workers(self) -> int:
+        ...
+    @workers.setter
+    def workers(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class LatencySummary:
+    @property
+    def avg_ms(self) -> float:
+        ...
+    @property
+    def count(self) -> int:
+        ...
+    @property
+    def max_ms(self) -> float:
+        ...
+    @property
+    def min_ms(self) -> float:
+        ...
+    @property
+    def p50_ms(self) -> float:
+        ...
+    @property
+    def p90_ms(self) -> float:
+        ...
+    @property
+    def p99_ms(self) -> float:
+        ...
+class StageStats:
+    @property
+    def avg_compute_ms(self) -> float:
+        ...
+    @property
+    def avg_wait_ms(self) -> float:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def samples(self) -> int:
+        ...
+class InputStats:
+    @property
+    def avg_push_us(self) -> float:
+        ...
+    @property
+    def avg_queue_fill(self) -> float:
+        ...
+    @property
+    def inputs_dropped(self) -> int:
+        ...
+    @property
+    def inputs_enqueued(self) -> int:
+        ...
+    @property
+    def max_queue_fill(self) -> float:
+        ...
+    @property
+    def push_failures(self) -> int:
+        ...
+    @property
+    def pushes(self) -> int:
+        ...
+class RunStats:
+    def __str__(self) -> str:
+        ...
+    def to_json(self) -> str:
+        ...
+    def to_text(self) -> str:
+        ...
+    @property
+    def avg_batch_size(self) -> float:
+        ...
+    @property
+    def batches(self) -> int:
+        ...
+    @property
+    def elapsed_s(self) -> float:
+        ...
+    @property
+    def errors(self) -> int:
+        ...
+    @property
+    def input(self) -> InputStats:
+        ...
+    @property
+    def latency(self) -> LatencySummary:
+        ...
+    @property
+    def outputs_pulled(self) -> int:
+        ...
+    @property
+    def outputs_ready(self) -> int:
+        ...
+    @property
+    def stages(self) -> list[StageStats]:
+        ...
+    @property
+    def throughput_fps(self) -> float:
+        ...
+class BenchmarkReport:
+    def __str__(self) -> str:
+        ...
+    def to_json(self) -> str:
+        ...
+    def to_text(self) -> str:
+        ...
+    @property
+    def best_workers(self) -> int:
+        ...
+    @property
+    def fps(self) -> float:
+        ...
+    @property
+    def fps_by_workers(self) -> list[tuple[int, float]]:
+        ...
+    @property
+    def latency_ms(self) -> float:
+        ...
+    @property
+    def latency_p90_ms(self) -> float:
+        ...
+    @property
+    def samples(self) -> int:
+        ...
+class Model:
+    class Options:
+        preprocess: PreprocessOptions
+        session: SessionOptions
+        def __init__(self, preprocess: PreprocessOptions = ..., session: SessionOptions = ...) -> None:
+            ...
+    class RouteOptions:
+        include_input: bool
+        include_output: bool
+        def __init__(self, include_input: bool = True, include_output: bool = True) -> None:
+            ...
+    class Fragment:
+        pass
+    def __init__(self, path: str | os.PathLike[str], options: Model.Options = ...) -> None:
+        """
+        Loads an ONNX file (str or os.PathLike).
+        """
+    def benchmark(self, samples: typing.SupportsInt | typing.SupportsIndex = 64) -> BenchmarkReport:
+        ...
+    def check(self, inputs: Inputs) -> None:
+        """
+        Raises what run() would raise for these inputs' shapes and dtypes, without running.
+        """
+    def graph(self, route: Model.RouteOptions = ...) -> Model.Fragment:
+        ...
+    def input_specs(self) -> list[TensorSpec]:
+        ...
+    def output_specs(self) -> list[TensorSpec]:
+        ...
+    def run(self, inputs: Inputs, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> Sample:
+        ...
+    def synthetic_inputs(self, seed: typing.SupportsInt | typing.SupportsIndex = 0) -> list[Tensor]:
+        ...
+    @property
+    def options(self) -> Model.Options:
+        """
+        A copy of the options the Model was loaded with.
+        """
+    @property
+    def path(self) -> str:
+        ...
+class PullStatus:
+    """
+    Members:
+    
+      Ok
+    
+      Timeout
+    
+      Closed
+    
+      Error
+    """
+    Closed: typing.ClassVar[PullStatus]
+    Error: typing.ClassVar[PullStatus]
+    Ok: typing.ClassVar[PullStatus]
+    Timeout: typing.ClassVar[PullStatus]
+    __members__: typing.ClassVar[dict[str, PullStatus]]
+    @typing.overload
+    def __eq__(self, other: PullStatus) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: PullStatus) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class PullResult:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def error(self) -> str:
+        ...
+    @property
+    def sample(self) -> Sample | None:
+        ...
+    @property
+    def status(self) -> PullStatus:
+        ...
+class Graph:
+    def __init__(self) -> None:
+        ...
+    def add(self, fragment: Model.Fragment) -> Graph:
+        ...
+    def build(self, seed_inputs: Inputs, options: RunOptions = ...) -> Run:
+        ...
+class Run:
+    def __enter__(self) -> Run:
+        ...
+    def __exit__(self, *args: object) -> bool:
+        """
+        Closes the input and stops the Run (joining its threads); results not pulled by then are discarded.
+        """
+    def __iter__(self) -> Run:
+        ...
+    def __next__(self) -> Sample:
+        """
+        The next result; StopIteration at end of stream, InferenceError for a failed sample.
+        """
+    def check(self, inputs: Inputs) -> None:
+        """
+        Raises what push() would raise for these inputs' shapes and dtypes, without pushing.
+        """
+    def close_input(self) -> None:
+        ...
+    def input_specs(self) -> list[TensorSpec]:
+        ...
+    def input_stats(self) -> InputStats:
+        ...
+    def output_specs(self) -> list[TensorSpec]:
+        ...
+    def pull(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> Sample | None:
+        ...
+    def pull_with_status(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> PullResult:
+        ...
+    def push(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
+        ...
+    def run(self, inputs: Inputs, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> Sample:
+        ...
+    def stats(self) -> RunStats:
+        ...
+    def stop(self) -> None:
+        """
+        Stops intake, cancels queued work, wakes waiting push/pull calls and joins the engine's threads.
+        """
+    def try_push(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
+        ...
+    @property
+    def capacity(self) -> int:
+        ...
+    @property
+    def options(self) -> RunOptions:
+        """
+        A copy of the options the Run was built with.
+        """
+def onnxruntime_version() -> str:
+    ...
+def set_onnxruntime_library(path: str) -> None:
+    ...
+def tensors_from_sample(sample: Sample, require_nonempty: bool = False) -> list[Tensor]:
+    ...
