@@ -81,3 +81,50 @@ def progress_counter():
     counter = ProgressCounter()
     yield counter
     counter.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Models with dynamic and data-dependent shapes (built by dynamic_models.py)
+# ------------------------------------------------------------------------------------------------
+
+import dataclasses  # noqa: E402
+
+from dynamic_models import MultiOracle, write as write_dynamic_model  # noqa: E402
+
+
+@dataclasses.dataclass
+class DynamicCase:
+    """One generated model: its file, a ringflow Model with default options, and the onnxruntime
+    oracle that addresses inputs and outputs by name."""
+
+    name: str
+    path: pathlib.Path
+    model: rf.Model
+    oracle: MultiOracle
+
+
+class DynamicModels:
+    """Writes each model of dynamic_models.BUILDERS into one directory on first use."""
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self._directory = directory
+        self._cases: dict[str, DynamicCase] = {}
+
+    def __getitem__(self, name: str) -> DynamicCase:
+        if name not in self._cases:
+            path = write_dynamic_model(name, self._directory)
+            self._cases[name] = DynamicCase(name, path, rf.Model(str(path)), MultiOracle(path))
+        return self._cases[name]
+
+
+@pytest.fixture(scope="session")
+def dynamic_models_dir(tmp_path_factory) -> pathlib.Path:
+    """Where the session's generated dynamic-shape models are written."""
+    return tmp_path_factory.mktemp("dynamic_models")
+
+
+@pytest.fixture(scope="session")
+def dynamic_models(dynamic_models_dir) -> DynamicModels:
+    """dynamic_models["encoder" | "fcn" | "nonzero" | "two_io" | "gather" | "small_cnn"]:
+    .path, .model (rf.Model, default options), .oracle (dynamic_models.MultiOracle)."""
+    return DynamicModels(dynamic_models_dir)
