@@ -85,16 +85,26 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
   const PreprocessOptions& pre = model->options.preprocess;
 
   if (options.max_batch > 1) {
-    // Batching stacks samples along dimension 0, so every input and output must leave it dynamic.
-    const auto check = [](const TensorSpec& declared, const char* what) {
-      if (declared.shape.empty() || declared.shape[0] >= 0) {
-        throw ShapeError(std::string("RunOptions.max_batch > 1 needs a dynamic batch dimension, but model ") +
-                         what + " '" + declared.name + "' is " + shape_to_string(declared.shape) +
-                         "; use max_batch = 1 for this model");
+    // Batching stacks samples along dimension 0 and splits the outputs back by rows, so every input
+    // must leave dimension 0 dynamic, and every output's dimension 0 must be that same dimension.
+    // An output whose row count depends on the data (detections after NMS) cannot be split.
+    for (const TensorSpec& s : model->inputs) {
+      if (s.shape.empty() || s.shape[0] >= 0) {
+        throw ShapeError("RunOptions.max_batch > 1 needs a dynamic batch dimension, but model input '" + s.name +
+                         "' is " + shape_to_string(s.shape) + "; use max_batch = 1 for this model");
       }
-    };
-    for (const TensorSpec& s : model->inputs) check(s, "input");
-    for (const TensorSpec& s : model->outputs) check(s, "output");
+    }
+    for (std::size_t o = 0; o < model->outputs.size(); ++o) {
+      const TensorSpec& s = model->outputs[o];
+      if (s.shape.empty() || s.shape[0] >= 0 || !model->rows_follow_batch(o)) {
+        throw ShapeError("RunOptions.max_batch > 1 needs every output's first dimension to be the inputs' batch "
+                         "dimension, but model output '" + s.name + "' is " + shape_to_string(s.shape) +
+                         (s.shape.empty() || s.shape[0] >= 0
+                              ? ""
+                              : " and its first dimension is not named like an input's first dimension") +
+                         ", so its rows cannot be split by sample; use max_batch = 1 for this model");
+      }
+    }
   }
 
   // What push() accepts: the model's own inputs, dynamic dimensions left dynamic, or frames.

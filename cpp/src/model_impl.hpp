@@ -40,6 +40,12 @@ class ModelImpl {
   // ("batch", "seq"). nullopt for a shape that depends on the data (NonZero, NMS): ORT allocates
   // that output for each inference.
   std::optional<Shape> output_shape(std::size_t output, const std::vector<Tensor>& inputs) const;
+  // Whether output `output`'s first dimension is an input's first dimension (the same symbol), so
+  // the rows of a stacked batch's output can be told apart by sample.
+  bool rows_follow_batch(std::size_t output) const {
+    const auto& dims = output_dim_sources_[output];
+    return !dims.empty() && dims[0].first >= 0 && dims[0].second == 0;
+  }
 
   // Runs `session`. Each entry of `outputs` is either a preallocated tensor of the right shape,
   // which ORT writes into, or empty, in which case ORT allocates it and it is filled in. An empty

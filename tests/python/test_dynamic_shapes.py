@@ -500,3 +500,37 @@ def test_preprocessed_frames_keep_their_own_size_in_a_fully_convolutional_model(
         assert_matches(sample["heatmap"], expected, atol=PREPROCESS_ATOL, what=f"frame {sizes[i]}")
         pulled += 1
     assert pulled == len(frames)
+
+
+def test_max_batch_is_refused_when_output_rows_depend_on_the_data(tmp_path, make_run):
+    """An output whose first dimension is not the inputs' batch dimension (here: the positive
+    entries' coordinates, [K, 2]) cannot be split by sample, so batching it would hand samples
+    each other's rows. build() refuses it; unbatched, each sample's rows match the oracle."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("z", TensorProto.FLOAT, [], [0.0])),
+         helper.make_node("Greater", ["x", "zero"], ["positive"]),
+         helper.make_node("NonZero", ["positive"], ["where"]),
+         helper.make_node("Transpose", ["where"], ["coords"], perm=[1, 0])],
+        "coords", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("coords", TensorProto.INT64, ["hits", 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path / "coords.onnx"
+    onnx.save(model, str(path))
+    rf_model = rf.Model(str(path))
+    x = np.array([[1, -1, 2, -2]], np.float32)
+    with pytest.raises(rf.ShapeError, match="cannot be split by sample"):
+        build_run(rf_model, x, max_batch=4)
+
+    import onnxruntime as ort
+    oracle = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    run = make_run(rf_model, x)
+    inputs = [np.array([[1, -1, 2, -2]], np.float32), np.array([[-1, -1, -1, -1]], np.float32),
+              np.array([[3, 3, 3, 3], [0, 1, 0, 1]], np.float32)]
+    for i, xi in enumerate(inputs):
+        run.push(xi, frame_id=i)
+    run.close_input()
+    for i, sample in enumerate(pull_until_closed(run)):
+        np.testing.assert_array_equal(sample["coords"], oracle.run(None, {"x": inputs[i]})[0])
