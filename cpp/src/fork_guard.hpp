@@ -12,6 +12,11 @@ namespace ringflow {
 // Incremented in every child by a pthread_atfork handler (registered on first call).
 std::uint64_t fork_generation() noexcept;
 
+// Called once ONNX Runtime is loaded: from then on, a child forked from this process ends at exit()
+// without running the exit handlers registered before the fork (ORT's static destructors, which
+// would wait forever on the parent's threads).
+void exit_quickly_in_forked_children() noexcept;
+
 // Throws ringflow::Error naming `what` if `generation` is not this process's.
 void check_not_forked(std::uint64_t generation, const char* what);
 

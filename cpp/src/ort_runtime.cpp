@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "fork_guard.hpp"
 #include "ringflow/errors.hpp"
 #include "ringflow/model.hpp"
 
@@ -67,6 +68,7 @@ void load_locked() {
     Ort::InitApi(api);
     g_version = base->GetVersionString();
     g_loaded = true;  // the handle is never closed: sessions hold code from it until exit
+    exit_quickly_in_forked_children();
     return;
   }
   throw ModelError("could not load ONNX Runtime. Tried:" + tried +

@@ -20,6 +20,7 @@ hands back are zero-copy views of its buffer and keep it alive.
 from __future__ import annotations
 
 import glob as _glob
+import importlib.util as _importlib_util
 import os as _os
 
 
@@ -28,11 +29,12 @@ def _onnxruntime_library() -> str | None:
     override = _os.environ.get("RINGFLOW_ONNXRUNTIME_LIB")
     if override:
         return override
-    try:
-        import onnxruntime
-    except ImportError:
+    # Found without importing onnxruntime's Python module: that costs time, and its static
+    # destructors hang a forked child at exit.
+    spec = _importlib_util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    capi = _os.path.join(_os.path.dirname(onnxruntime.__file__), "capi")
+    capi = _os.path.join(list(spec.submodule_search_locations)[0], "capi")
     found = sorted(_glob.glob(_os.path.join(capi, "libonnxruntime.so*")), reverse=True)
     return found[0] if found else None
 
