@@ -749,6 +749,10 @@ PullResult RunImpl::pull(int timeout_ms) {
 
 Sample RunImpl::run_one(Sample sample, int timeout_ms) {
   Caller caller(*this);
+  if (caller.stopped() || is_closed()) {
+    throw ClosedError(std::string("Run::run() after ") + (caller.stopped() ? "stop()" : "close_input()") +
+                      ": this Run accepts no more samples");
+  }
   std::lock_guard<std::mutex> lock(run_one_mutex_);
   // Results of earlier run() calls that timed out or were interrupted after their sample went in.
   for (; abandoned_ > 0; --abandoned_) {
