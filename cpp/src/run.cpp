@@ -7,6 +7,7 @@
 #include "fork_guard.hpp"
 #include "run_impl.hpp"
 #include "testing_hooks.hpp"
+#include "waiting.hpp"
 
 namespace ringflow {
 namespace {
@@ -75,10 +76,10 @@ namespace {
 thread_local const std::function<void()>* t_wait_check = nullptr;
 // The Run whose on_input_drop this thread is inside, if any: a push into it from there is refused.
 thread_local const RunImpl* t_in_drop_callback = nullptr;
+// The Run whose result callback this thread is inside, if any: stopping it from there is refused.
+thread_local const RunImpl* t_in_result_callback = nullptr;
 
 void (*g_input_claim_hook)() = nullptr;
-
-constexpr auto kWaitCheckInterval = std::chrono::milliseconds(50);
 
 }  // namespace
 
@@ -91,20 +92,7 @@ ScopedWaitCheck::~ScopedWaitCheck() { t_wait_check = previous_; }
 
 void testing::set_input_claim_hook(void (*hook)()) { g_input_claim_hook = hook; }
 
-// Waits as EventCount::wait_until does, but with a wait check installed, in slices with the check
-// between them, so that it may interrupt the wait by throwing.
-template <typename Ready>
-bool RunImpl::wait(EventCount& event, Ready&& ready, Clock::time_point deadline) {
-  const std::function<void()>* check = t_wait_check;
-  if (!check) return event.wait_until(ready, deadline);
-  for (;;) {
-    const Clock::time_point now = Clock::now();
-    const Clock::time_point slice = deadline - now > kWaitCheckInterval ? now + kWaitCheckInterval : deadline;
-    if (event.wait_until(ready, slice)) return true;
-    if (Clock::now() >= deadline) return false;
-    (*check)();
-  }
-}
+const std::function<void()>* wait_check() noexcept { return t_wait_check; }
 
 // Counts a thread into push/pull/run for stop() to wait on; see callers_ in run_impl.hpp.
 class RunImpl::Caller {
@@ -113,12 +101,9 @@ class RunImpl::Caller {
     check_not_forked(run.generation_, "this Run");
     run_.callers_.fetch_add(1, std::memory_order_seq_cst);
   }
-  ~Caller() {
-    if (run_.callers_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        run_.stopping_.load(std::memory_order_seq_cst)) {
-      run_.callers_left_.notify_all();
-    }
-  }
+  // The decrement is the caller's last touch of the Run: once stop() sees zero, the Run may be
+  // freed at once, so nothing (not even a wake-up) may follow it. stop() polls instead.
+  ~Caller() { run_.callers_.fetch_sub(1, std::memory_order_seq_cst); }
   bool stopped() const { return run_.stopping_.load(std::memory_order_seq_cst); }
 
  private:
@@ -185,8 +170,8 @@ void RunImpl::start_threads() {
 RunImpl::~RunImpl() { stop(); }
 
 void RunImpl::stop() {
-  if (t_in_drop_callback == this) {
-    throw Error("stop() called from inside this Run's on_input_drop callback; it would wait for itself");
+  if (t_in_drop_callback == this || t_in_result_callback == this) {
+    throw Error("stop() called from inside one of this Run's own callbacks; it would wait for itself");
   }
   std::lock_guard<std::mutex> lock(stop_mutex_);
   if (stopped_) return;
@@ -197,8 +182,13 @@ void RunImpl::stop() {
   for (EventCount* ec : {&input_ready_, &input_space_, &infer_ready_, &credit_freed_, &result_ready_}) {
     ec->notify_all();
   }
-  callers_left_.wait_until([this] { return callers_.load(std::memory_order_seq_cst) == 0; },
-                           Clock::time_point::max());
+  if (has_callback_.load(std::memory_order_acquire)) report_thread_->unsubscribe(this);
+  // Woken above, callers leave within microseconds; poll with a backoff rather than have them
+  // notify (see Caller).
+  for (auto pause = std::chrono::microseconds(1); callers_.load(std::memory_order_seq_cst) != 0;
+       pause = std::min(pause * 2, std::chrono::microseconds(1000))) {
+    std::this_thread::sleep_for(pause);
+  }
   for (std::thread& t : threads_) t.join();
   stopped_ = true;
 }
@@ -245,8 +235,15 @@ void RunImpl::report_drop(const Sample& sample, DropReason reason, std::exceptio
 }
 
 void RunImpl::release_samples(std::uint64_t count) {
-  // The RMW that leaves exactly "closed, nothing outstanding" ends the stream; see state_.
-  if (state_.fetch_sub(2 * count, std::memory_order_acq_rel) == 2 * count + 1) result_ready_.notify_all();
+  // The RMW that leaves nothing outstanding wakes wait_all(); if the Run is closed, that also ends
+  // the stream. See state_.
+  const std::uint64_t before = state_.fetch_sub(2 * count, std::memory_order_acq_rel);
+  if ((before >> 1) == count) {
+    idle_.notify_all();
+    if (before & 1) result_ready_.notify_all();
+  }
+  // Fewer outstanding samples may complete a last partial group for the callback.
+  if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();
 }
 
 std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_point deadline) {
@@ -256,6 +253,7 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
                 "or into another Run");
   }
   Caller caller(*this);
+  callback_errors_.raise("the result callback");  // before this push: its sample is not accepted
   const Clock::time_point started = Clock::now();
   pushes_.fetch_add(1, std::memory_order_relaxed);
   const auto refuse = [this](const char* why) {
@@ -294,17 +292,25 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
     return std::nullopt;
   };
   std::exception_ptr callback_error;
+  // How long this call may wait: push() as long as it takes, try_push() not at all (beyond the
+  // brief spin every wait starts with), push_if_room() until its deadline.
+  const Clock::time_point may_wait_until = mode == PushMode::Wait     ? Clock::time_point::max()
+                                           : mode == PushMode::IfRoom ? deadline
+                                                                      : Clock::time_point::min();
   for (;;) {
     using Status = RingBuffer<Job>::Status;
     Status status = input_.push(job, stamp);
     if (status == Status::Busy) {
       // A consumer has claimed the slot and is moving its sample out: room is coming, however
-      // long that thread stays descheduled. Park until it hands the slot back, holding no lock;
-      // it is not full, so no policy applies. (IfRoom gives the caller the chance to drop its lock.)
-      if (mode == PushMode::IfRoom && deadline <= Clock::now()) return hand_back();
-      wait(input_space_,
-           [&] { return (status = input_.push(job, stamp)) != Status::Busy || stopping(); },
-           Clock::time_point::max());
+      // long that thread stays descheduled. The ring is not full, so no policy applies: park until
+      // the slot is handed back, as long as this call may wait; if it may not, there is no room now.
+      wait_with_checks(input_space_,
+                       [&] { return (status = input_.push(job, stamp)) != Status::Busy || stopping(); },
+                       may_wait_until);
+      if (status == Status::Busy && !stopping()) {
+        if (mode == PushMode::IfRoom) return hand_back();
+        break;  // try_push(): no room now
+      }
     }
     if (status == Status::Done) {
       accepted = true;
@@ -325,9 +331,15 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
       Job oldest;
       Status popped = input_.pop(oldest);
       if (popped == Status::Busy) {
-        // The oldest is still being written by another producer: wait for it to land.
-        wait(input_ready_, [&] { return (popped = input_.pop(oldest)) != Status::Busy || stopping(); },
-             Clock::time_point::max());
+        // The oldest is still being written by another producer: wait for it to land, as long as
+        // this call may wait.
+        wait_with_checks(input_ready_,
+                         [&] { return (popped = input_.pop(oldest)) != Status::Busy || stopping(); },
+                         may_wait_until);
+        if (popped == Status::Busy && !stopping()) {
+          if (mode == PushMode::IfRoom) return hand_back();
+          break;  // try_push(): no room now
+        }
       }
       if (popped == Status::Done) {
         input_space_.notify_all();
@@ -340,10 +352,10 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
     // Block.
     if (mode == PushMode::NoWait) break;
     if (mode == PushMode::IfRoom && deadline <= Clock::now()) return hand_back();
-    const bool done = wait(
+    const bool done = wait_with_checks(
         input_space_,
         [&] { return (status = input_.push(job, stamp)) == Status::Done || is_closed() || stopping(); },
-        mode == PushMode::IfRoom ? deadline : Clock::time_point::max());
+        may_wait_until);
     if (status == Status::Done) {
       accepted = true;
       break;
@@ -391,6 +403,7 @@ void RunImpl::close_input() {
   result_ready_.notify_all();
   input_space_.notify_all();
   input_ready_.notify_all();
+  if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();  // a last partial group
 }
 
 // ---- dispatch and inference --------------------------------------------------------------------
@@ -696,40 +709,27 @@ void RunImpl::deliver(Result&& result) noexcept {
   }
   ready_.fetch_add(1, std::memory_order_relaxed);
   result_ready_.notify_all();
+  if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();
 }
 
 // ---- pull side ---------------------------------------------------------------------------------
 
-PullResult RunImpl::pull(int timeout_ms) {
-  Caller caller(*this);
-  if (caller.stopped()) return {PullStatus::Closed, std::nullopt, {}};
-  const Clock::time_point deadline = deadline_after(timeout_ms);
-  Result taken;
-  const auto try_take = [&] {
-    if (!options.ordered) return unordered_results_.try_pop(taken);
-    for (;;) {
-      std::uint64_t ordinal = next_pull_.load(std::memory_order_acquire);
-      ResultSlot& slot = ordered_results_[ordinal % ordered_results_.size()];
-      if (slot.ready_ordinal.load(std::memory_order_acquire) != ordinal + 1) return false;
-      if (next_pull_.compare_exchange_strong(ordinal, ordinal + 1, std::memory_order_acq_rel)) {
-        taken = std::move(slot.result);
-        slot.writable_ordinal.store(ordinal + ordered_results_.size(), std::memory_order_release);
-        return true;
-      }
-    }
-  };
-
-  bool got = try_take();
-  if (!got) {
-    if (drained()) return {PullStatus::Closed, std::nullopt, {}};
-    if (timeout_ms == 0) return {PullStatus::Timeout, std::nullopt, {}};  // a poll: no spinning
-    wait(result_ready_, [&] { return (got = try_take()) || drained() || stopping(); }, deadline);
-    if (!got) {
-      const bool closed = drained() || stopping();
-      return {closed ? PullStatus::Closed : PullStatus::Timeout, std::nullopt, {}};
+bool RunImpl::take(Result& taken) {
+  if (!options.ordered) return unordered_results_.try_pop(taken);
+  for (;;) {
+    std::uint64_t ordinal = next_pull_.load(std::memory_order_acquire);
+    ResultSlot& slot = ordered_results_[ordinal % ordered_results_.size()];
+    if (slot.ready_ordinal.load(std::memory_order_acquire) != ordinal + 1) return false;
+    if (next_pull_.compare_exchange_strong(ordinal, ordinal + 1, std::memory_order_acq_rel)) {
+      taken = std::move(slot.result);
+      slot.writable_ordinal.store(ordinal + ordered_results_.size(), std::memory_order_release);
+      return true;
     }
   }
+}
 
+// Everything but release_samples(), which the caller does once the result is handed over.
+PullResult RunImpl::finish_take(Result&& taken) {
   pulled_.fetch_add(1, std::memory_order_relaxed);
   return_credit();
   const Clock::time_point now = Clock::now();
@@ -738,8 +738,6 @@ PullResult RunImpl::pull(int timeout_ms) {
     latency_.record(ns_between(taken.times.pushed, now));
     reorder_clock_.record(1, ns_between(taken.times.ready, now), 0);
   }
-  release_samples(1);  // last, so stats() read after end of stream include this pull
-
   PullResult result;
   result.status = taken.error.empty() ? PullStatus::Ok : PullStatus::Error;
   result.error = std::move(taken.error);
@@ -747,8 +745,116 @@ PullResult RunImpl::pull(int timeout_ms) {
   return result;
 }
 
+PullResult RunImpl::pull(int timeout_ms) {
+  Caller caller(*this);
+  if (has_callback_.load(std::memory_order_acquire)) {
+    throw Error("this Run hands its results to the callback given to set_callback(), so pull() has none; "
+                "use wait_all() to wait for them");
+  }
+  if (caller.stopped()) return {PullStatus::Closed, std::nullopt, {}};
+  const Clock::time_point deadline = deadline_after(timeout_ms);
+  Result taken;
+  bool got = take(taken);
+  if (!got) {
+    if (drained()) return {PullStatus::Closed, std::nullopt, {}};
+    if (timeout_ms == 0) return {PullStatus::Timeout, std::nullopt, {}};  // a poll: no spinning
+    wait_with_checks(result_ready_, [&] { return (got = take(taken)) || drained() || stopping(); }, deadline);
+    if (!got) {
+      const bool closed = drained() || stopping();
+      return {closed ? PullStatus::Closed : PullStatus::Timeout, std::nullopt, {}};
+    }
+  }
+  PullResult result = finish_take(std::move(taken));
+  release_samples(1);  // last, so stats() read after end of stream include this pull
+  return result;
+}
+
+// ---- result callbacks --------------------------------------------------------------------------
+
+void RunImpl::set_callback(ResultCallback callback, int every, int max_delay_ms,
+                           std::shared_ptr<ReportThreadImpl> thread) {
+  Caller caller(*this);
+  callback_errors_.raise("the result callback");
+  if (!callback) throw Error("set_callback() needs a callback");
+  if (every < 1) throw Error("set_callback(): every must be at least 1, got " + std::to_string(every));
+  if (has_callback_.load(std::memory_order_acquire)) throw Error("set_callback() was already called on this Run");
+  if (pushes_.load(std::memory_order_relaxed) != 0) {
+    throw Error("set_callback() must come before the first push, so that no result goes to pull() instead");
+  }
+  auto delivery = std::make_unique<Delivery>();
+  delivery->callback = std::move(callback);
+  delivery->every = static_cast<std::size_t>(every);
+  delivery->max_delay_ms = max_delay_ms;
+  delivery->group.reserve(delivery->every);
+  delivery_ = std::move(delivery);
+  report_thread_ = thread ? std::move(thread) : std::make_shared<ReportThreadImpl>();
+  has_callback_.store(true, std::memory_order_release);
+  report_thread_->subscribe(this);
+}
+
+bool RunImpl::wait_all(int timeout_ms) {
+  Caller caller(*this);
+  callback_errors_.raise("the result callback");
+  flush_waiters_.fetch_add(1, std::memory_order_acq_rel);
+  if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();
+  bool idle = false;
+  try {
+    idle = wait_with_checks(idle_, [&] { return (state_.load(std::memory_order_acquire) >> 1) == 0 || stopping(); },
+                deadline_after(timeout_ms));
+  } catch (...) {
+    flush_waiters_.fetch_sub(1, std::memory_order_acq_rel);
+    throw;
+  }
+  flush_waiters_.fetch_sub(1, std::memory_order_acq_rel);
+  callback_errors_.raise("the result callback");
+  return idle && (state_.load(std::memory_order_acquire) >> 1) == 0;
+}
+
+// On the report thread: hands every group that is ready to the callback; returns when the partial
+// group left over is due (max_delay_ms), or max() if only a wake-up can complete it.
+Clock::time_point RunImpl::report() {
+  Delivery& d = *delivery_;
+  if (stopping()) return Clock::time_point::max();
+  for (;;) {
+    Result taken;
+    while (d.group.size() < d.every && take(taken)) {
+      if (d.group.empty()) d.oldest = Clock::now();
+      d.group.push_back(finish_take(std::move(taken)));
+    }
+    if (d.group.empty()) return Clock::time_point::max();
+    if (d.group.size() < d.every) {
+      // A partial group goes when nothing more can join it before someone waits on it: the input
+      // is closed or wait_all() is waiting, and every outstanding sample is already in it.
+      const std::uint64_t outstanding = state_.load(std::memory_order_acquire) >> 1;
+      const bool last = outstanding == d.group.size() &&
+                        (is_closed() || flush_waiters_.load(std::memory_order_acquire) > 0);
+      const Clock::time_point due = d.max_delay_ms < 0 ? Clock::time_point::max()
+                                                       : d.oldest + std::chrono::milliseconds(d.max_delay_ms);
+      if (!last && Clock::now() < due) return due;
+    }
+    deliver_group();
+  }
+}
+
+void RunImpl::deliver_group() {
+  Delivery& d = *delivery_;
+  const std::size_t n = d.group.size();
+  t_in_result_callback = this;
+  try {
+    d.callback(d.group);
+  } catch (...) {
+    callback_errors_.add(std::current_exception());
+  }
+  t_in_result_callback = nullptr;
+  d.group.clear();  // pooled buffers the callback did not keep go back now
+  release_samples(n);
+}
+
 Sample RunImpl::run_one(Sample sample, int timeout_ms) {
   Caller caller(*this);
+  if (has_callback_.load(std::memory_order_acquire)) {
+    throw Error("this Run hands its results to the callback given to set_callback(); Run::run() cannot wait for one");
+  }
   if (caller.stopped() || is_closed()) {
     throw ClosedError(std::string("Run::run() after ") + (caller.stopped() ? "stop()" : "close_input()") +
                       ": this Run accepts no more samples");
@@ -829,13 +935,27 @@ RunStats RunImpl::stats() const {
 
 Run::Run(std::unique_ptr<RunImpl> impl) : impl_(std::move(impl)) {}
 Run::Run(Run&&) noexcept = default;
-Run& Run::operator=(Run&&) noexcept = default;
-Run::~Run() {
+
+Run& Run::operator=(Run&& other) noexcept {
+  if (this != &other) {
+    discard();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+Run::~Run() { discard(); }
+
+void Run::discard() noexcept {
+  if (!impl_) return;
   // In a forked child the engine's threads do not exist: leak the pipeline rather than join them.
-  if (impl_ && impl_->forked()) {
+  if (impl_->forked()) {
     impl_.release();
     return;
   }
+  // Stopped before impl_ is cleared: threads still inside push() or pull() read impl_ until they
+  // leave, and stop() waits for that.
+  impl_->stop();
   impl_.reset();
 }
 
@@ -857,6 +977,10 @@ std::optional<bool> Run::push_if_room(Sample& sample, int timeout_ms) {
   return live(impl_).push(sample, RunImpl::PushMode::IfRoom, deadline_after(std::max(0, timeout_ms)));
 }
 void Run::check(const Sample& sample) const { live(impl_).check(sample); }
+void Run::set_callback(ResultCallback callback, int every, int max_delay_ms, const ReportThread* thread) {
+  live(impl_).set_callback(std::move(callback), every, max_delay_ms, thread ? thread->impl_ : nullptr);
+}
+bool Run::wait_all(int timeout_ms) { return live(impl_).wait_all(timeout_ms); }
 void Run::close_input() { live(impl_).close_input(); }
 
 std::optional<Sample> Run::pull(int timeout_ms) {

@@ -10,16 +10,18 @@
 #include <vector>
 
 #include "buffer_pool.hpp"
+#include "callback_errors.hpp"
 #include "metrics.hpp"
 #include "model_impl.hpp"
 #include "preprocess.hpp"
+#include "report_thread.hpp"
 #include "ringflow/event_count.hpp"
 #include "ringflow/ring_buffer.hpp"
 #include "ringflow/run.hpp"
 
 namespace ringflow {
 
-class RunImpl {
+class RunImpl : private ReportThreadImpl::Subscriber {
  public:
   // `push_inputs` is what push() accepts: the model's inputs, or HWC uint8 frames when
   // preprocessing, with -1 for dynamic dimensions. `max_shapes` bounds them (empty: no bound).
@@ -36,6 +38,9 @@ class RunImpl {
   std::optional<bool> push(Sample& sample, PushMode mode, Clock::time_point deadline = Clock::time_point::min());
   void check(Sample sample) const;
   void close_input();
+  void set_callback(ResultCallback callback, int every, int max_delay_ms,
+                    std::shared_ptr<ReportThreadImpl> thread);
+  bool wait_all(int timeout_ms);
   PullResult pull(int timeout_ms);
   Sample run_one(Sample sample, int timeout_ms);
   RunStats stats() const;
@@ -86,6 +91,15 @@ class RunImpl {
     std::vector<std::pair<std::size_t, std::shared_ptr<BufferPool>>> by_bytes;
   };
   class Caller;
+  // set_callback(): the callback and the group being gathered for it. Touched only by the report
+  // thread once set, apart from the immutable fields.
+  struct Delivery {
+    ResultCallback callback;
+    std::size_t every = 1;
+    int max_delay_ms = -1;
+    std::vector<PullResult> group;
+    Clock::time_point oldest;  // when the group's first result was taken
+  };
 
   void start_threads();
   void validate(Sample& sample) const;
@@ -95,9 +109,11 @@ class RunImpl {
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool drained() const { return state_.load(std::memory_order_acquire) == 1; }
   void release_samples(std::uint64_t count);
+  bool take(Result& result);
+  PullResult finish_take(Result&& taken);
+  Clock::time_point report() override;
+  void deliver_group();
   void report_drop(const Sample& sample, DropReason reason, std::exception_ptr& callback_error);
-  template <typename Ready>
-  bool wait(EventCount& event, Ready&& ready, Clock::time_point deadline);
 
   bool take_credit(bool wait);
   void return_credit();
@@ -147,13 +163,21 @@ class RunImpl {
   // so there is no store-buffering pair to go wrong on weakly ordered CPUs.
   alignas(kCacheLine) std::atomic<std::uint64_t> state_{0};
 
+  // Result callbacks (set_callback). has_callback_ is stored with release after delivery_ and
+  // report_thread_ are set, so an engine thread that sees it true sees them.
+  std::unique_ptr<Delivery> delivery_;
+  std::shared_ptr<ReportThreadImpl> report_thread_;
+  std::atomic<bool> has_callback_{false};
+  std::atomic<int> flush_waiters_{0};  // wait_all() calls: a partial group goes once nothing more is coming
+  CallbackErrors callback_errors_;
+  EventCount idle_;  // notified when no sample is outstanding and no push in progress
+
   // stop(): callers_ counts threads inside push/pull/run. A caller increments it, then reads
   // stopping_; stop() stores stopping_, then reads callers_. Both sides are seq_cst, so at least
   // one sees the other (the store-buffering pair is ordered): either the caller sees stopping_ and
   // leaves, or stop() waits for it.
   std::atomic<bool> stopping_{false};
   std::atomic<int> callers_{0};
-  EventCount callers_left_;
   std::mutex stop_mutex_;
   bool stopped_ = false;
 

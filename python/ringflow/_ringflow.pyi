@@ -25,7 +25,8 @@ class TimeoutError(Error, builtins.TimeoutError): ...
 class InferenceError(Error): ...
 class CallbackError(Error):
     accepted: bool
-__all__: list[str] = ['BenchmarkReport', 'CallbackError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
+    errors: list[BaseException]
+__all__: list[str] = ['BenchmarkReport', 'CallbackError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
 class TensorSpec:
     def __repr__(self) -> str:
         ...
@@ -710,6 +711,12 @@ class PullResult:
     @property
     def status(self) -> PullStatus:
         ...
+class ReportThread:
+    """
+    A report thread that several Runs' callbacks can share (AscendCL's subscribed thread).
+    """
+    def __init__(self) -> None:
+        ...
 class Graph:
     def __init__(self) -> None:
         ...
@@ -750,6 +757,20 @@ class Run:
         ...
     def run(self, inputs: Inputs, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> Sample:
         ...
+    def set_callback(self, callback: Callable[[list[PullResult]], object], every: typing.SupportsInt | typing.SupportsIndex = 1, max_delay_ms: typing.SupportsInt | typing.SupportsIndex = -1, report_thread: ReportThread | None = None) -> None:
+        """
+        From now on, results go to callback(results) instead of pull(); call before the first push.
+        
+        callback gets a list of up to `every` PullResult (Ok with .sample, or Error with .error and the
+        failed sample's metadata), in push order when the Run is ordered. It runs on a report thread, never
+        on an inference thread, holding the GIL only for the call. With max_delay_ms >= 0, a partial group
+        goes once its oldest result has waited that long; wait_all() and end of stream deliver the last one.
+        report_thread: an rf.ReportThread shared with other Runs; by default the Run has its own.
+        If the callback raises, the next push, try_push, wait_all or set_callback raises CallbackError (its
+        __cause__ the first exception, .errors all of them), once; KeyboardInterrupt and SystemExit are
+        raised as themselves. Pooled result buffers go back to the pool when the callback returns, unless
+        it kept an array of them.
+        """
     def stats(self) -> RunStats:
         ...
     def stop(self) -> None:
@@ -758,6 +779,10 @@ class Run:
         """
     def try_push(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
         ...
+    def wait_all(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
+        """
+        Waits until every accepted sample has been delivered (callback returned, or pulled); False on timeout.
+        """
     @property
     def capacity(self) -> int:
         ...

@@ -161,6 +161,27 @@ std::map<std::string, std::string> string_map(const py::dict& dict) {
   return out;
 }
 
+// An exception a Python callback raised, carried through the engine (which keeps it for the next
+// call on the Run) back to Python. Its what() is the one-line "Type: message", without the
+// traceback error_already_set's what() carries; the traceback stays on the exception object.
+struct PythonCallbackError : std::runtime_error {
+  explicit PythonCallbackError(py::error_already_set raised)
+      : std::runtime_error(py::str(raised.type().attr("__name__")).cast<std::string>() + ": " +
+                           py::str(raised.value()).cast<std::string>()),
+        error(std::move(raised)) {}
+  py::error_already_set error;
+};
+
+// Calls a Python callback; an exception it raises leaves as a PythonCallbackError.
+template <typename... Args>
+void call_python(const py::object& fn, Args&&... args) {
+  try {
+    fn(std::forward<Args>(args)...);
+  } catch (py::error_already_set& raised) {
+    throw PythonCallbackError(std::move(raised));
+  }
+}
+
 // Wraps a Python callable as on_input_drop. It runs on the pushing thread inside push(), which has
 // released the GIL, so it takes the GIL to call; the callable is also released under the GIL,
 // whichever thread drops the last reference.
@@ -175,12 +196,32 @@ std::function<void(const DroppedInput&)> drop_callback(const py::object& callabl
     }
   };
   auto holder = std::shared_ptr<Holder>(new Holder{callable});
-  // An exception propagates as the error_already_set that holds it; push() keeps it as the
-  // CallbackError's cause, and the translator below re-raises it in Python as that error's
-  // __cause__ (or as itself, for KeyboardInterrupt and SystemExit).
+  // An exception leaves as a PythonCallbackError; push() keeps it as the CallbackError's cause,
+  // and the translator below re-raises it in Python as that error's __cause__ (or as itself, for
+  // KeyboardInterrupt and SystemExit).
   return [holder](const DroppedInput& dropped) {
     py::gil_scoped_acquire gil;
-    holder->fn(dropped);
+    call_python(holder->fn, dropped);
+  };
+}
+
+// Wraps a Python callable as a Run's result callback. It runs on the report thread, which holds no
+// GIL: the GIL is taken for the call only, and the callable released under it.
+ResultCallback result_callback(const py::object& callable) {
+  if (!PyCallable_Check(callable.ptr())) throw py::type_error("set_callback needs a callable");
+  struct Holder {
+    py::object fn;
+    ~Holder() {
+      py::gil_scoped_acquire gil;
+      fn = py::object();
+    }
+  };
+  auto holder = std::shared_ptr<Holder>(new Holder{callable});
+  return [holder](std::vector<PullResult>& results) {
+    py::gil_scoped_acquire gil;
+    py::list group(results.size());
+    for (std::size_t i = 0; i < results.size(); ++i) group[i] = py::cast(std::move(results[i]));
+    call_python(holder->fn, group);
   };
 }
 
@@ -246,20 +287,27 @@ PYBIND11_MODULE(_ringflow, m) {
     } catch (const InferenceError& e) {
       PyErr_SetString(inference_error.ptr(), e.what());
     } catch (const CallbackError& e) {
-      py::object cause;
-      try {
-        if (e.cause()) std::rethrow_exception(e.cause());
-      } catch (py::error_already_set& raised) {
-        if (raised.matches(PyExc_KeyboardInterrupt) || raised.matches(PyExc_SystemExit)) {
-          raised.restore();
-          return;
+      // The callbacks' own exceptions: the first becomes __cause__, all of them .errors.
+      // KeyboardInterrupt and SystemExit are raised as themselves.
+      py::list causes;
+      for (const std::exception_ptr& cause : e.causes()) {
+        try {
+          std::rethrow_exception(cause);
+        } catch (PythonCallbackError& raised) {
+          if (raised.error.matches(PyExc_KeyboardInterrupt) || raised.error.matches(PyExc_SystemExit)) {
+            raised.error.restore();
+            return;
+          }
+          causes.append(raised.error.value());
+        } catch (const std::exception& other) {
+          causes.append(py::reinterpret_steal<py::object>(PyObject_CallFunction(PyExc_RuntimeError, "s", other.what())));
+        } catch (...) {
         }
-        cause = raised.value();
-      } catch (...) {
       }
       py::object error_object = callback_error(e.what());
       error_object.attr("accepted") = e.accepted();
-      if (cause) PyException_SetCause(error_object.ptr(), cause.release().ptr());
+      error_object.attr("errors") = causes;
+      if (!causes.empty()) PyException_SetCause(error_object.ptr(), py::object(causes[0]).release().ptr());
       PyErr_SetObject(callback_error.ptr(), error_object.ptr());
     } catch (const Error& e) {
       PyErr_SetString(error.ptr(), e.what());
@@ -600,6 +648,10 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
                (r.error.empty() ? "" : ", error='" + r.error + "'") + ")";
       });
 
+  py::class_<ReportThread>(m, "ReportThread",
+                           "A report thread that several Runs' callbacks can share (AscendCL's subscribed thread).")
+      .def(py::init<>());
+
   py::class_<Graph>(m, "Graph")
       .def(py::init<>())
       .def("add", &Graph::add, py::arg("fragment"), py::return_value_policy::reference_internal)
@@ -640,6 +692,29 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
            },
            py::arg("inputs"), "Raises what push() would raise for these inputs' shapes and dtypes, without pushing.")
       .def("close_input", &Run::close_input, py::call_guard<py::gil_scoped_release>())
+      .def("set_callback",
+           [](Run& self, const py::object& callback, int every, int max_delay_ms, const ReportThread* thread) {
+             ResultCallback fn = result_callback(callback);
+             py::gil_scoped_release release;
+             self.set_callback(std::move(fn), every, max_delay_ms, thread);
+           },
+           py::arg("callback"), py::arg("every") = 1, py::arg("max_delay_ms") = -1,
+           py::arg("report_thread") = nullptr,
+           R"doc(From now on, results go to callback(results) instead of pull(); call before the first push.
+
+callback gets a list of up to `every` PullResult (Ok with .sample, or Error with .error and the
+failed sample's metadata), in push order when the Run is ordered. It runs on a report thread, never
+on an inference thread, holding the GIL only for the call. With max_delay_ms >= 0, a partial group
+goes once its oldest result has waited that long; wait_all() and end of stream deliver the last one.
+report_thread: an rf.ReportThread shared with other Runs; by default the Run has its own.
+If the callback raises, the next push, try_push, wait_all or set_callback raises CallbackError (its
+__cause__ the first exception, .errors all of them), once; KeyboardInterrupt and SystemExit are
+raised as themselves. Pooled result buffers go back to the pool when the callback returns, unless
+it kept an array of them.)doc")
+      .def("wait_all",
+           [](Run& self, int timeout_ms) { return waiting([&] { return self.wait_all(timeout_ms); }); },
+           py::arg("timeout_ms") = -1,
+           "Waits until every accepted sample has been delivered (callback returned, or pulled); False on timeout.")
       .def("stop", &Run::stop, py::call_guard<py::gil_scoped_release>(),
            "Stops intake, cancels queued work, wakes waiting push/pull calls and joins the engine's threads.")
       // A result that is already there is taken without giving up the GIL; only waiting releases it.

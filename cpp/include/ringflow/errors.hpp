@@ -5,6 +5,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ringflow {
 
@@ -51,17 +52,22 @@ class InferenceError : public Error {
 
 // A user callback threw. The operation that called it completed: accepted() says whether the
 // sample pushed by the call that raised this was accepted (so a retry cannot duplicate it), and
-// cause() holds the callback's own exception (the first, if several threw).
+// causes() holds the callbacks' own exceptions, in the order they were raised.
 class CallbackError : public Error {
  public:
   explicit CallbackError(const std::string& what, bool accepted = false, std::exception_ptr cause = nullptr)
-      : Error(what), accepted_(accepted), cause_(std::move(cause)) {}
+      : Error(what), accepted_(accepted) {
+    if (cause) causes_.push_back(std::move(cause));
+  }
+  CallbackError(const std::string& what, bool accepted, std::vector<std::exception_ptr> causes)
+      : Error(what), accepted_(accepted), causes_(std::move(causes)) {}
   bool accepted() const noexcept { return accepted_; }
-  std::exception_ptr cause() const noexcept { return cause_; }
+  std::exception_ptr cause() const noexcept { return causes_.empty() ? nullptr : causes_.front(); }
+  const std::vector<std::exception_ptr>& causes() const noexcept { return causes_; }
 
  private:
   bool accepted_;
-  std::exception_ptr cause_;
+  std::vector<std::exception_ptr> causes_;
 };
 
 }  // namespace ringflow

@@ -4,6 +4,7 @@
 #include "ringflow/errors.hpp"
 #include "ringflow/graph.hpp"
 #include "ringflow/model.hpp"
+#include "ringflow/report_thread.hpp"
 #include "ringflow/run.hpp"
 #include "ringflow/sample.hpp"
 #include "ringflow/stats.hpp"

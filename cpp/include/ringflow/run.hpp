@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "ringflow/report_thread.hpp"
 #include "ringflow/sample.hpp"
 #include "ringflow/stats.hpp"
 
@@ -101,6 +102,12 @@ struct PullResult {
   std::string error;
 };
 
+// Receives a Run's results when set_callback() was called: up to `every` at a time, in push order
+// when the Run is ordered. Each is Ok with its sample, or Error with the message and the failed
+// sample's metadata. Pooled buffers go back to the pool when the callback returns, unless it kept
+// a Tensor (or, in Python, an array) of them.
+using ResultCallback = std::function<void(std::vector<PullResult>& results)>;
+
 class RunImpl;
 
 // While the calling thread waits inside a Run's push(), pull(), pull_with_status() or run(), it
@@ -142,7 +149,8 @@ class Run {
   // CallbackError, whose accepted() tells whether this sample went in.
   bool push(const std::vector<Tensor>& inputs);
   bool push(Sample sample);
-  // As push(), but never waits: returns false (counted as a push failure) when the queue is full.
+  // As push(), but never waits: returns false (counted as a push failure) when the queue is full,
+  // or its next slot is still being handed back by a consumer that was descheduled mid-move.
   bool try_push(const std::vector<Tensor>& inputs);
   bool try_push(Sample sample);
   // push() if it finds room within `timeout_ms` (0: without waiting), returning its result;
@@ -161,6 +169,21 @@ class Run {
   // tell them apart). Throws InferenceError if that sample failed. timeout_ms < 0 waits forever.
   std::optional<Sample> pull(int timeout_ms = -1);
   PullResult pull_with_status(int timeout_ms = -1);
+
+  // From now on, results go to `callback`, run on a report thread, instead of to pull() (which
+  // then throws). Call before the first push. It gets up to `every` results at a time; with
+  // `max_delay_ms` >= 0, a partial group goes once its oldest result has waited that long, and
+  // wait_all() and end of stream deliver the last partial group. `thread`: a ReportThread shared
+  // with other Runs (AscendCL's subscribed thread); by default the Run gets its own.
+  //
+  // An exception from the callback is never swallowed: the next push(), try_push(), wait_all()
+  // or set_callback() throws CallbackError holding it (every one, if several), once; its results
+  // count as delivered and nothing else is lost.
+  void set_callback(ResultCallback callback, int every = 1, int max_delay_ms = -1,
+                    const ReportThread* thread = nullptr);
+  // Waits until every accepted sample has been delivered (its callback returned, or it was
+  // pulled) and no push is in progress; false if `timeout_ms` (>= 0) passed first.
+  bool wait_all(int timeout_ms = -1);
 
   // One sample through the pipeline, for a Run used only this way: throws ringflow::Error if other
   // samples are in flight. If a wait check (ScopedWaitCheck) interrupts it after the sample went
@@ -186,6 +209,7 @@ class Run {
  private:
   friend class Graph;
   explicit Run(std::unique_ptr<RunImpl> impl);
+  void discard() noexcept;
   std::unique_ptr<RunImpl> impl_;
 };
 
