@@ -1,5 +1,7 @@
 #include "ringflow/run.hpp"
 
+#include <cxxabi.h>
+
 #include <cstring>
 #include <system_error>
 
@@ -228,6 +230,9 @@ void RunImpl::report_drop(const Sample& sample, DropReason reason, std::exceptio
   t_in_drop_callback = this;
   try {
     options.on_input_drop(dropped);
+  } catch (const abi::__forced_unwind&) {
+    t_in_drop_callback = outer;
+    throw;  // the thread is being ended (pthread_exit, as Python does at exit): let it
   } catch (...) {
     if (!callback_error) callback_error = std::current_exception();
   }
@@ -842,6 +847,9 @@ void RunImpl::deliver_group() {
   t_in_result_callback = this;
   try {
     d.callback(d.group);
+  } catch (const abi::__forced_unwind&) {
+    t_in_result_callback = nullptr;
+    throw;  // the thread is being ended (pthread_exit, as Python does at exit): let it
   } catch (...) {
     callback_errors_.add(std::current_exception());
   }
