@@ -46,6 +46,7 @@ if _library:
     _ringflow.set_onnxruntime_library(_library)
 
 from ._ringflow import (  # noqa: E402
+    AsyncInferQueue,
     BenchmarkReport,
     CallbackError,
     ClosedError,
@@ -57,6 +58,7 @@ from ._ringflow import (  # noqa: E402
     Graph,
     GraphOptimization,
     InferenceError,
+    InferRequest,
     InputStats,
     LatencySummary,
     Model,
@@ -87,6 +89,7 @@ from . import models  # noqa: E402
 RouteOptions = Model.RouteOptions
 
 __all__ = [
+    "AsyncInferQueue",
     "BenchmarkReport",
     "CallbackError",
     "ClosedError",
@@ -98,6 +101,7 @@ __all__ = [
     "Graph",
     "GraphOptimization",
     "InferenceError",
+    "InferRequest",
     "InputStats",
     "LatencySummary",
     "Model",

@@ -26,7 +26,7 @@ class InferenceError(Error): ...
 class CallbackError(Error):
     accepted: bool
     errors: list[BaseException]
-__all__: list[str] = ['BenchmarkReport', 'CallbackError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
+__all__: list[str] = ['AsyncInferQueue', 'BenchmarkReport', 'CallbackError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferRequest', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
 class TensorSpec:
     def __repr__(self) -> str:
         ...
@@ -51,6 +51,11 @@ class Tensor:
     def numpy(self) -> numpy.ndarray:
         """
         A zero-copy numpy view that keeps the buffer alive.
+        """
+    @property
+    def data(self) -> numpy.ndarray:
+        """
+        The same view as numpy(), named as OpenVINO's Tensor.data.
         """
     @property
     def dtype(self) -> numpy.dtype[typing.Any]:
@@ -790,6 +795,84 @@ class Run:
     def options(self) -> RunOptions:
         """
         A copy of the options the Run was built with.
+        """
+class InferRequest:
+    """
+    One job of an AsyncInferQueue. Its outputs stay readable until the job starts again.
+    """
+    def get_output_tensor(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> Tensor:
+        """
+        Output `index` as a Tensor (.data: a zero-copy numpy view).
+        """
+    def get_tensor(self, name: str) -> Tensor:
+        """
+        The output of that name as a Tensor.
+        """
+    @property
+    def error(self) -> typing.Any:
+        """
+        None, or why this inference failed (then it has no outputs).
+        """
+    @property
+    def latency(self) -> float:
+        """
+        start_async() to callback, in milliseconds.
+        """
+    @property
+    def request_id(self) -> int:
+        ...
+    @property
+    def results(self) -> dict:
+        """
+        Output name -> numpy array (zero-copy).
+        """
+class AsyncInferQueue:
+    """
+    OpenVINO's AsyncInferQueue, on a ringflow Run.
+    
+    AsyncInferQueue(model, jobs=0, ordered=False): `jobs` requests in flight at most. jobs=0 picks two
+    per core: one inference per core at a time, each with one ONNX Runtime thread (the fastest split
+    measured on CPUs), and one more request per core ready behind it, so no core idles between
+    requests. ordered=True delivers callbacks in submission order (OpenVINO: completion order).
+    
+    set_callback(cb) is called as cb(request, userdata) on a report thread, holding the GIL only for
+    the call. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
+    the GIL released, only while every job is busy. A failed inference reaches the callback as
+    request.error. If a callback raises, the next start_async() or wait_all() raises CallbackError
+    (once; the queue goes on).
+    """
+    def __getitem__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> InferRequest:
+        ...
+    def __init__(self, model: Model, jobs: typing.SupportsInt | typing.SupportsIndex = 0, ordered: bool = False) -> None:
+        ...
+    def __len__(self) -> int:
+        ...
+    def get_idle_request_id(self) -> int:
+        """
+        The id of an idle job, waiting while every job is busy.
+        """
+    def is_ready(self) -> bool:
+        """
+        True when no job is busy.
+        """
+    def set_callback(self, callback: Callable[[InferRequest, typing.Any], object]) -> None:
+        ...
+    def start_async(self, inputs: Inputs | Mapping[int, ArrayLike], userdata: typing.Any = None) -> None:
+        """
+        inputs: a dict by input name or index, a list in model order, or one array.
+        """
+    def stop(self) -> None:
+        """
+        Discards the requests in flight (their callbacks are not called) and stops the queue.
+        """
+    def wait_all(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
+        """
+        Waits until every started request's callback has returned.
+        """
+    @property
+    def userdata(self) -> list:
+        """
+        Per job, the userdata of its last start_async().
         """
 def onnxruntime_version() -> str:
     ...

@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <any>
 #include <string>
 #include <vector>
 
@@ -182,26 +183,51 @@ void call_python(const py::object& fn, Args&&... args) {
   }
 }
 
+// A Python object owned from C++: released under the GIL, whichever thread lets go of it last.
+std::shared_ptr<py::object> hold(const py::object& object) {
+  return std::shared_ptr<py::object>(new py::object(object), [](py::object* p) {
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+}
+
+py::object from_any(const std::any& value) {
+  if (const auto* held = std::any_cast<std::shared_ptr<py::object>>(&value)) return **held;
+  return py::none();
+}
+
+// OpenVINO's inputs may name inputs by index: {0: array}. Those keys become the input names.
+py::object inputs_by_name(const py::object& inputs, const std::vector<std::string>& names) {
+  if (!py::isinstance<py::dict>(inputs)) return inputs;
+  py::dict named;
+  for (auto [key, value] : inputs.cast<py::dict>()) {
+    if (py::isinstance<py::int_>(key)) {
+      const auto index = key.cast<std::size_t>();
+      if (index >= names.size()) {
+        throw ShapeError("input index " + std::to_string(index) + " is out of range: the model has " +
+                         std::to_string(names.size()) + " inputs");
+      }
+      named[py::str(names[index])] = value;
+    } else {
+      named[key] = value;
+    }
+  }
+  return named;
+}
+
 // Wraps a Python callable as on_input_drop. It runs on the pushing thread inside push(), which has
 // released the GIL, so it takes the GIL to call; the callable is also released under the GIL,
 // whichever thread drops the last reference.
 std::function<void(const DroppedInput&)> drop_callback(const py::object& callable) {
   if (callable.is_none()) return nullptr;
   if (!PyCallable_Check(callable.ptr())) throw py::type_error("on_input_drop must be callable or None");
-  struct Holder {
-    py::object fn;
-    ~Holder() {
-      py::gil_scoped_acquire gil;
-      fn = py::object();
-    }
-  };
-  auto holder = std::shared_ptr<Holder>(new Holder{callable});
+  std::shared_ptr<py::object> fn = hold(callable);
   // An exception leaves as a PythonCallbackError; push() keeps it as the CallbackError's cause,
   // and the translator below re-raises it in Python as that error's __cause__ (or as itself, for
   // KeyboardInterrupt and SystemExit).
-  return [holder](const DroppedInput& dropped) {
+  return [fn](const DroppedInput& dropped) {
     py::gil_scoped_acquire gil;
-    call_python(holder->fn, dropped);
+    call_python(*fn, dropped);
   };
 }
 
@@ -209,30 +235,37 @@ std::function<void(const DroppedInput&)> drop_callback(const py::object& callabl
 // GIL: the GIL is taken for the call only, and the callable released under it.
 ResultCallback result_callback(const py::object& callable) {
   if (!PyCallable_Check(callable.ptr())) throw py::type_error("set_callback needs a callable");
-  struct Holder {
-    py::object fn;
-    ~Holder() {
-      py::gil_scoped_acquire gil;
-      fn = py::object();
-    }
-  };
-  auto holder = std::shared_ptr<Holder>(new Holder{callable});
-  return [holder](std::vector<PullResult>& results) {
+  std::shared_ptr<py::object> fn = hold(callable);
+  return [fn](std::vector<PullResult>& results) {
     py::gil_scoped_acquire gil;
     py::list group(results.size());
     for (std::size_t i = 0; i < results.size(); ++i) group[i] = py::cast(std::move(results[i]));
-    call_python(holder->fn, group);
+    call_python(*fn, group);
   };
 }
 
-// Destroying a Run joins its threads, which can take as long as an inference: never with the GIL.
+bool python_is_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+// Destroying a Run or a queue joins threads and may wait for callbacks that need the GIL: never
+// with the GIL held. While Python shuts down, no callback can run any more, so a queue does not
+// wait for its requests then.
+template <typename T>
 struct ReleaseGilDelete {
-  void operator()(Run* run) const {
+  void operator()(T* object) const {
+    if constexpr (std::is_same_v<T, AsyncInferQueue>) {
+      if (python_is_finalizing()) object->stop();
+    }
     if (PyGILState_Check()) {
       py::gil_scoped_release release;
-      delete run;
+      delete object;
     } else {
-      delete run;
+      delete object;
     }
   }
 };
@@ -352,6 +385,7 @@ PYBIND11_MODULE(_ringflow, m) {
       .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
       .def_property_readonly("size_bytes", &Tensor::size_bytes)
       .def("numpy", &array_from_tensor, "A zero-copy numpy view that keeps the buffer alive.")
+      .def_property_readonly("data", &array_from_tensor, "The same view as numpy(), named as OpenVINO's Tensor.data.")
       .def("__array__",
            [](const Tensor& t, py::object dtype, py::object copy) {
              // numpy 2 semantics: copy=None copies only if needed, False never copies, True always.
@@ -658,7 +692,7 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def("build",
            [](const Graph& self, const py::object& seed, const RunOptions& options) {
              Sample sample = sample_from_python(seed, "", -1, -1);
-             auto run = std::unique_ptr<Run, ReleaseGilDelete>();
+             auto run = std::unique_ptr<Run, ReleaseGilDelete<Run>>();
              {
                py::gil_scoped_release release;
                run.reset(new Run(self.build(sample, options)));
@@ -667,7 +701,7 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
            },
            py::arg("seed_inputs"), py::arg("options") = RunOptions());
 
-  py::class_<Run, std::unique_ptr<Run, ReleaseGilDelete>>(m, "Run")
+  py::class_<Run, std::unique_ptr<Run, ReleaseGilDelete<Run>>>(m, "Run")
       .def("push",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {
@@ -763,4 +797,91 @@ it kept an array of them.)doc")
       .def_property_readonly("capacity", &Run::capacity)
       .def("stats", &Run::stats)
       .def("input_stats", &Run::input_stats);
+
+  // ---- AsyncInferQueue ------------------------------------------------------------------------
+  py::class_<InferRequest>(m, "InferRequest",
+                           "One job of an AsyncInferQueue. Its outputs stay readable until the job starts again.")
+      .def("get_output_tensor", &InferRequest::get_output_tensor, py::arg("index") = 0,
+           py::return_value_policy::copy, "Output `index` as a Tensor (.data: a zero-copy numpy view).")
+      .def("get_tensor", &InferRequest::get_tensor, py::arg("name"), py::return_value_policy::copy,
+           "The output of that name as a Tensor.")
+      .def_property_readonly("results",
+                             [](const InferRequest& r) {
+                               py::dict out;
+                               const Sample& s = r.results();
+                               for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+                                 out[py::str(s.names[i])] = array_from_tensor(s.tensors[i]);
+                               }
+                               return out;
+                             },
+                             "Output name -> numpy array (zero-copy).")
+      .def_property_readonly("latency", &InferRequest::latency_ms, "start_async() to callback, in milliseconds.")
+      .def_property_readonly("error",
+                             [](const InferRequest& r) -> py::object {
+                               if (r.error().empty()) return py::none();
+                               return py::str(r.error());
+                             },
+                             "None, or why this inference failed (then it has no outputs).")
+      .def_property_readonly("request_id", &InferRequest::id);
+
+  py::class_<AsyncInferQueue, std::unique_ptr<AsyncInferQueue, ReleaseGilDelete<AsyncInferQueue>>>(m, "AsyncInferQueue", R"doc(OpenVINO's AsyncInferQueue, on a ringflow Run.
+
+AsyncInferQueue(model, jobs=0, ordered=False): `jobs` requests in flight at most. jobs=0 picks two
+per core: one inference per core at a time, each with one ONNX Runtime thread (the fastest split
+measured on CPUs), and one more request per core ready behind it, so no core idles between
+requests. ordered=True delivers callbacks in submission order (OpenVINO: completion order).
+
+set_callback(cb) is called as cb(request, userdata) on a report thread, holding the GIL only for
+the call. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
+the GIL released, only while every job is busy. A failed inference reaches the callback as
+request.error. If a callback raises, the next start_async() or wait_all() raises CallbackError
+(once; the queue goes on).)doc")
+      .def(py::init([](const Model& model, int jobs, bool ordered) {
+             py::gil_scoped_release release;
+             return std::unique_ptr<AsyncInferQueue, ReleaseGilDelete<AsyncInferQueue>>(
+                 new AsyncInferQueue(model, jobs, ordered));
+           }),
+           py::arg("model"), py::arg("jobs") = 0, py::arg("ordered") = false)
+      .def("set_callback",
+           [](AsyncInferQueue& self, const py::object& callback) {
+             if (!PyCallable_Check(callback.ptr())) throw py::type_error("set_callback needs a callable");
+             std::shared_ptr<py::object> fn = hold(callback);
+             self.set_callback([fn](InferRequest& request, std::any& userdata) {
+               py::gil_scoped_acquire gil;
+               call_python(*fn, py::cast(&request, py::return_value_policy::reference), from_any(userdata));
+             });
+           },
+           py::arg("callback"))
+      .def("start_async",
+           [](AsyncInferQueue& self, const py::object& inputs, const py::object& userdata) {
+             const py::object named = inputs_by_name(inputs, self.input_names());
+             self.check(sample_from_python(named, "", -1, -1, Data::ShapesOnly));
+             Sample sample = sample_from_python(named, "", -1, -1);
+             std::any data = hold(userdata);
+             waiting([&] { self.start_async(std::move(sample), std::move(data)); });
+           },
+           py::arg("inputs"), py::arg("userdata") = py::none(),
+           "inputs: a dict by input name or index, a list in model order, or one array.")
+      .def("wait_all", [](AsyncInferQueue& self, int timeout_ms) { return waiting([&] { return self.wait_all(timeout_ms); }); },
+           py::arg("timeout_ms") = -1, "Waits until every started request's callback has returned.")
+      .def("is_ready", &AsyncInferQueue::is_ready, "True when no job is busy.")
+      .def("stop", &AsyncInferQueue::stop, py::call_guard<py::gil_scoped_release>(),
+           "Discards the requests in flight (their callbacks are not called) and stops the queue.")
+      .def("get_idle_request_id",
+           [](AsyncInferQueue& self) { return waiting([&] { return self.get_idle_request_id(); }); },
+           "The id of an idle job, waiting while every job is busy.")
+      .def("__len__", &AsyncInferQueue::size)
+      .def("__getitem__",
+           [](AsyncInferQueue& self, std::size_t id) -> InferRequest& {
+             if (id >= self.size()) throw py::index_error("the queue has " + std::to_string(self.size()) + " jobs");
+             return self[id];
+           },
+           py::return_value_policy::reference_internal)
+      .def_property_readonly("userdata",
+                             [](const AsyncInferQueue& self) {
+                               py::list out;
+                               for (std::size_t id = 0; id < self.size(); ++id) out.append(from_any(self.userdata(id)));
+                               return out;
+                             },
+                             "Per job, the userdata of its last start_async().");
 }

@@ -1,6 +1,7 @@
 // The whole public API.
 #pragma once
 
+#include "ringflow/async_infer_queue.hpp"
 #include "ringflow/errors.hpp"
 #include "ringflow/graph.hpp"
 #include "ringflow/model.hpp"
