@@ -56,6 +56,7 @@ MAX_DELAY_US = 500
 # ort-run-async: requests kept outstanding. A few are enough to hide the callback round trip;
 # more only queue up inside ONNX Runtime's thread pool.
 ASYNC_IN_FLIGHT = 4
+CALLBACK_EVERY = 16  # ringflow-callback's group size
 # ort-threadpool: one worker per core (at least two, or it is just ort-run with extra hops), and
 # twice as many submissions in flight, so a worker never waits for the submitting thread.
 THREADPOOL_WORKERS = max(2, os.cpu_count() or 1)
@@ -231,6 +232,55 @@ def ringflow_py_pooled(workload: Workload) -> Measurement:
 
 def ringflow_py_batched(workload: Workload) -> Measurement:
     return measure_ringflow_py(workload, ringflow_options(workload, pooled=True, batched=True))
+
+
+class FirstOutput:
+    """Keeps a copy of the first output a callback sees, for the correctness check."""
+
+    def __init__(self) -> None:
+        self.value: np.ndarray | None = None
+
+    def keep(self, output: np.ndarray) -> None:
+        if self.value is None:
+            self.value = output.copy()
+
+
+def ringflow_queue(workload: Workload) -> Measurement:
+    """AsyncInferQueue with a Python callback, written as OpenVINO users write theirs."""
+    queue = rf.AsyncInferQueue(rf.Model(workload.path))  # jobs=0: two per core
+    first = FirstOutput()
+    queue.set_callback(lambda request, userdata: first.keep(request.get_output_tensor(0).data))
+
+    def phase(n: int) -> float:
+        start = time.perf_counter()
+        for i in range(n):
+            queue.start_async(workload.arrays, i)
+        queue.wait_all()
+        return time.perf_counter() - start
+
+    phase(workload.warmup)
+    return Measurement(workload.count, phase(workload.count), first.value, {"jobs": len(queue)})
+
+
+def ringflow_callback(workload: Workload) -> Measurement:
+    """One thread pushes; results come back in groups of CALLBACK_EVERY on the report thread."""
+    run = build_run(workload, ringflow_options(workload))
+    first = FirstOutput()
+    run.set_callback(lambda results: first.keep(results[0].sample[0]), every=CALLBACK_EVERY)
+
+    def phase(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            run.push(workload.arrays)
+        run.wait_all()
+        return time.perf_counter() - start
+
+    try:
+        phase(workload.warmup)
+        seconds = phase(workload.count)
+    finally:
+        run.stop()
+    return Measurement(workload.count, seconds, first.value)
 
 
 def measure_ringflow_cpp(workload: Workload, binary: str, options: list[str]) -> Measurement:
@@ -547,6 +597,11 @@ def build_contenders(settings: Settings) -> list[Contender]:
         Contender("ringflow-py-pooled", "ringflow", ringflow_py_pooled, "as ringflow-py, output_memory Pooled"),
         Contender("ringflow-py-batched", "ringflow", ringflow_py_batched,
                   f"as ringflow-py, dynamic batching ({batching})"),
+        Contender("ringflow-queue", "ringflow", ringflow_queue,
+                  "rf.AsyncInferQueue (jobs=0: two per core) with a Python callback(request, userdata)"),
+        Contender("ringflow-callback", "ringflow", ringflow_callback,
+                  f"one thread pushes; Run.set_callback(every={CALLBACK_EVERY}) on the report thread; "
+                  f"RunOptions(queue_depth={QUEUE_DEPTH})"),
         Contender("ringflow-cpp", "ringflow", lambda w: ringflow_cpp(w, cpp),
                   f"C++ ringflow_bench, async, queue {QUEUE_DEPTH} (subprocess)", cpp_note),
         Contender("ringflow-cpp-batched", "ringflow", lambda w: ringflow_cpp_batched(w, cpp),
@@ -668,6 +723,12 @@ TARGETS = (
     Target("resnet50", "ringflow-py", "ort-run", 1.0),
     # run_async has no threshold of its own; parity is what is checked.
     Target("resnet50", "ringflow-py", "ort-run-async", 1.0),
+    # Results by callback (issue 8).
+    Target("tiny-mlp", "ringflow-queue", "openvino-async", 3.0),
+    Target("tiny-mlp", "ringflow-queue", "ort-run-async", 2.0),
+    Target("tiny-mlp", "ringflow-callback", "ort-run", 1.5),
+    Target("resnet50", "ringflow-queue", CEILING, 0.97),
+    Target("resnet50", "ringflow-callback", CEILING, 0.97),
 )
 
 
