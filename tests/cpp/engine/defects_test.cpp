@@ -300,6 +300,23 @@ Run build_run_with_slow_claim(const RunOptions& options) {
   return build_run(options);
 }
 
+// A Run of queue depth `depth` whose dispatcher has claimed sample 0 and is held in the claim
+// window, with samples 1..depth-1 in every other slot of the input ring; `drops` counts
+// on_input_drop calls.
+Run run_behind_a_held_claim(OverflowPolicy policy, int depth, std::atomic<int>& drops) {
+  RunOptions options = depth_and_workers(static_cast<std::size_t>(depth), 1);
+  options.overflow_policy = policy;
+  options.on_input_drop = [&drops](const DroppedInput&) { drops.fetch_add(1); };
+  Run run = build_run_with_slow_claim(options);
+  g_claim_hook_entered = false;
+  g_claim_hook_left = false;
+  g_claim_hook_armed = true;
+  CHECK(run.push(numbered_sample(0)));
+  while (!g_claim_hook_entered) std::this_thread::sleep_for(100us);
+  for (int i = 1; i < depth; ++i) CHECK(run.push(numbered_sample(i)));
+  return run;
+}
+
 // The dispatcher claims sample 0 and is held in the claim window; samples 1..depth-1 fill every
 // other slot of the input ring. Then one push, whose slot is the claimed one: room is coming, so it
 // must not evict (KeepLatest: at most one sample), must not be rejected (DropIncoming), and must
@@ -307,19 +324,9 @@ Run build_run_with_slow_claim(const RunOptions& options) {
 void check_push_into_a_claim_window(OverflowPolicy policy) {
   constexpr int kDepth = 4;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    RunOptions options = depth_and_workers(kDepth, 1);
-    options.overflow_policy = policy;
     std::atomic<int> drops{0};
-    options.on_input_drop = [&drops](const DroppedInput&) { drops.fetch_add(1); };
-    Run run = build_run_with_slow_claim(options);
-
     HangGuard guard("a push while the dispatcher holds a claimed slot", kHangLimit);
-    g_claim_hook_entered = false;
-    g_claim_hook_left = false;
-    g_claim_hook_armed = true;
-    CHECK(run.push(numbered_sample(0)));
-    while (!g_claim_hook_entered) std::this_thread::sleep_for(100us);
-    for (int i = 1; i < kDepth; ++i) CHECK(run.push(numbered_sample(i)));
+    Run run = run_behind_a_held_claim(policy, kDepth, drops);
     const bool window_open = !g_claim_hook_left;
 
     const int drops_before = drops.load();
@@ -387,19 +394,9 @@ void check_push_into_a_claim_window(OverflowPolicy policy) {
 void check_non_waiting_pushes_into_a_claim_window(OverflowPolicy policy) {
   constexpr int kDepth = 4;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    RunOptions options = depth_and_workers(kDepth, 1);
-    options.overflow_policy = policy;
     std::atomic<int> drops{0};
-    options.on_input_drop = [&drops](const DroppedInput&) { drops.fetch_add(1); };
-    Run run = build_run_with_slow_claim(options);
-
     HangGuard guard("a non-waiting push while the dispatcher holds a claimed slot", kHangLimit);
-    g_claim_hook_entered = false;
-    g_claim_hook_left = false;
-    g_claim_hook_armed = true;
-    CHECK(run.push(numbered_sample(0)));
-    while (!g_claim_hook_entered) std::this_thread::sleep_for(100us);
-    for (int i = 1; i < kDepth; ++i) CHECK(run.push(numbered_sample(i)));
+    Run run = run_behind_a_held_claim(policy, kDepth, drops);
 
     const Clock::time_point start = Clock::now();
     const bool accepted = run.try_push(numbered_sample(kDepth));
