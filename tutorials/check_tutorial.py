@@ -1,7 +1,8 @@
 """Runs one tutorial in C++ and in Python with the same arguments and checks what they print.
 
 Both must exit 0 and print identical stdout, containing the expected lines; with --same-keys, lines
-need only agree up to their first "=" (for measured values). With --expect-fail, both must exit 1
+need only agree up to their first "=" (for measured values), and with --measured KEY only the
+"KEY=" lines do. With --expect-fail, both must exit 1
 and print one "[FAIL] <reason>" line on stderr.
 """
 
@@ -27,9 +28,10 @@ def write_test_image(directory: Path) -> Path:
     return path
 
 
-def shape(stdout: str, keys_only: bool) -> list[str]:
+def shape(stdout: str, keys_only: bool, measured: list[str]) -> list[str]:
     """The lines to compare: whole, or only their "key=" part when values are measurements."""
-    lines = stdout.splitlines()
+    lines = [line.split("=", 1)[0] if line.split("=", 1)[0] in measured else line
+             for line in stdout.splitlines()]
     if not keys_only:
         return lines
     # Free-text lines (no "=") are compared up to their first digit, e.g. "throughput: 12.0 fps".
@@ -54,6 +56,8 @@ def main() -> int:
     parser.add_argument("--expect-fail", action="store_true", help="both must fail cleanly")
     parser.add_argument("--with-image", action="store_true", help="pass --image with a generated PNG")
     parser.add_argument("--same-keys", action="store_true", help="compare lines only up to the first '='")
+    parser.add_argument("--measured", action="append", default=[], metavar="KEY",
+                        help="compare KEY=... lines only up to the '=' (a measured value)")
     parser.add_argument("args", nargs="*", help="arguments for both tutorials (after --)")
     options = parser.parse_args()
 
@@ -86,7 +90,8 @@ def main() -> int:
             seen = sum(line.startswith(prefix) for line in lines)
             if seen != count:
                 problems.append(f"{name} printed {seen} lines starting {prefix!r}; expected {count}")
-    if not options.expect_fail and shape(cpp.stdout, options.same_keys) != shape(py.stdout, options.same_keys):
+    if not options.expect_fail and shape(cpp.stdout, options.same_keys, options.measured) != shape(
+            py.stdout, options.same_keys, options.measured):
         problems.append("C++ and Python printed different lines")
 
     for problem in problems:
