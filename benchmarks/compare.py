@@ -247,7 +247,7 @@ class FirstOutput:
 
 def ringflow_queue(workload: Workload) -> Measurement:
     """AsyncInferQueue with a Python callback, written as OpenVINO users write theirs."""
-    queue = rf.AsyncInferQueue(rf.Model(workload.path))  # jobs=0: two per core
+    queue = rf.AsyncInferQueue(rf.Model(workload.path))  # jobs=0: eight per core
     first = FirstOutput()
     queue.set_callback(lambda request, userdata: first.keep(request.get_output_tensor(0).data))
 
@@ -598,7 +598,7 @@ def build_contenders(settings: Settings) -> list[Contender]:
         Contender("ringflow-py-batched", "ringflow", ringflow_py_batched,
                   f"as ringflow-py, dynamic batching ({batching})"),
         Contender("ringflow-queue", "ringflow", ringflow_queue,
-                  "rf.AsyncInferQueue (jobs=0: two per core) with a Python callback(request, userdata)"),
+                  "rf.AsyncInferQueue (jobs=0: eight per core) with a Python callback(request, userdata)"),
         Contender("ringflow-callback", "ringflow", ringflow_callback,
                   f"one thread pushes; Run.set_callback(every={CALLBACK_EVERY}) on the report thread; "
                   f"RunOptions(queue_depth={QUEUE_DEPTH})"),

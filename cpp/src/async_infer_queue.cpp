@@ -3,13 +3,13 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <deque>
 #include <mutex>
 #include <thread>
 
 #include "callback_errors.hpp"
 #include "ringflow/errors.hpp"
 #include "ringflow/graph.hpp"
-#include "ringflow/ring_buffer.hpp"
 #include "waiting.hpp"
 
 namespace ringflow {
@@ -31,21 +31,23 @@ int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurr
 
 }  // namespace
 
-// Jobs are ids 0..jobs-1. An id is taken from `idle_` by start_async(), travels through the Run
-// as the sample's frame_id, and goes back to `idle_` once its callback has returned, so at most
-// `jobs` requests are in flight and each id's request and userdata belong to one inference at a time.
+// Jobs are ids 0..jobs-1. An id is taken from the front of `idle_` by start_async(), travels
+// through the Run as the sample's frame_id, and goes back to the end of `idle_` once its callback
+// has returned, so at most `jobs` requests are in flight and each id's request and userdata belong
+// to one inference at a time. `idle_` is a deque under a mutex rather than a ring: OpenVINO's
+// get_idle_request_id() names the job the next start_async() will take, which needs a look at the
+// front without taking it; and a start costs microseconds, so the lock is never contended long.
 class AsyncInferQueueImpl {
  public:
   AsyncInferQueueImpl(const Model& model, int jobs, bool ordered)
-      : jobs_(static_cast<std::size_t>(jobs > 0 ? jobs : 2 * cores())),
+      : jobs_(static_cast<std::size_t>(jobs > 0 ? jobs : 8 * cores())),
         requests_(jobs_),
         userdata_(jobs_),
         started_(jobs_),
-        idle_(jobs_),
         run_(build(model, jobs_, ordered)) {
     for (std::size_t id = 0; id < jobs_; ++id) {
       requests_[id].id_ = id;
-      put_idle(id);
+      idle_.push_back(id);
     }
     // Every ready result at once, up to one per job: one hand-off (one GIL round trip in Python)
     // for as many requests as have finished.
@@ -71,17 +73,21 @@ class AsyncInferQueueImpl {
   void start_async(Sample inputs, std::any userdata) {
     errors_.raise("the AsyncInferQueue callback");
     run_.check(inputs);  // before taking a job, so bad inputs cost nothing
-    const std::size_t id = take_idle();
-    userdata_[id] = std::move(userdata);
-    started_[id] = Clock::now();
-    inputs.frame_id = static_cast<std::int64_t>(id);
-    busy_.fetch_add(1, std::memory_order_acq_rel);
-    try {
-      run_.push(std::move(inputs));
-    } catch (...) {
-      release(id);
-      throw;
+    start(take_idle(), std::move(inputs), std::move(userdata));
+  }
+
+  bool try_start_async(Sample& inputs, std::any& userdata) {
+    errors_.raise("the AsyncInferQueue callback");
+    run_.check(inputs);
+    std::size_t id = 0;
+    {
+      std::lock_guard<std::mutex> lock(idle_mutex_);
+      if (idle_.empty()) return false;
+      id = idle_.front();
+      idle_.pop_front();
     }
+    start(id, std::move(inputs), std::move(userdata));
+    return true;
   }
 
   bool wait_all(int timeout_ms) {
@@ -90,7 +96,11 @@ class AsyncInferQueueImpl {
     return done;
   }
 
-  bool is_ready() const { return busy_.load(std::memory_order_acquire) == 0; }
+  // OpenVINO's flow control: true when a job is idle, so start_async() would not wait.
+  bool is_ready() const {
+    std::lock_guard<std::mutex> lock(idle_mutex_);
+    return !idle_.empty();
+  }
   void check(const Sample& inputs) const { run_.check(inputs); }
   std::vector<std::string> input_names() const {
     std::vector<std::string> names;
@@ -98,9 +108,17 @@ class AsyncInferQueueImpl {
     return names;
   }
 
+  // The job the next start_async() takes, waiting while every job is busy; it stays idle.
   std::size_t get_idle_request_id() {
-    const std::size_t id = take_idle();
-    put_idle(id);  // only looked at: still idle
+    std::size_t id = 0;
+    wait_with_checks(idle_ready_,
+                     [&] {
+                       std::lock_guard<std::mutex> lock(idle_mutex_);
+                       if (idle_.empty()) return false;
+                       id = idle_.front();
+                       return true;
+                     },
+                     Clock::time_point::max());
     return id;
   }
 
@@ -119,25 +137,39 @@ class AsyncInferQueueImpl {
     return graph.build(model.synthetic_inputs(), options);
   }
 
+  void start(std::size_t id, Sample inputs, std::any userdata) {
+    userdata_[id] = std::move(userdata);
+    started_[id] = Clock::now();
+    inputs.frame_id = static_cast<std::int64_t>(id);
+    try {
+      run_.push(std::move(inputs));
+    } catch (...) {
+      release(id);
+      throw;
+    }
+  }
+
   std::size_t take_idle() {
     std::size_t id = 0;
-    wait_with_checks(idle_ready_, [&] { return idle_.try_pop(id); }, Clock::time_point::max());
+    wait_with_checks(idle_ready_,
+                     [&] {
+                       std::lock_guard<std::mutex> lock(idle_mutex_);
+                       if (idle_.empty()) return false;
+                       id = idle_.front();
+                       idle_.pop_front();
+                       return true;
+                     },
+                     Clock::time_point::max());
     return id;
   }
 
-  // `jobs` slots for `jobs` ids, so the ring is never full; the slot may only still be Busy for the
-  // few instructions a taker needs to finish moving the previous lap's id out.
-  void put_idle(std::size_t id) {
-    while (idle_.push(id, [](std::size_t&, std::size_t) noexcept {}) != RingBuffer<std::size_t>::Status::Done) {
-      std::this_thread::yield();
+  // The job's userdata stays until the job is started again, as OpenVINO's does.
+  void release(std::size_t id) {
+    {
+      std::lock_guard<std::mutex> lock(idle_mutex_);
+      idle_.push_back(id);
     }
     idle_ready_.notify_all();
-  }
-
-  void release(std::size_t id) {
-    userdata_[id].reset();
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
-    put_idle(id);
   }
 
   // On the report thread.
@@ -171,9 +203,9 @@ class AsyncInferQueueImpl {
   std::vector<InferRequest> requests_;
   std::vector<std::any> userdata_;
   std::vector<Clock::time_point> started_;
-  RingBuffer<std::size_t> idle_;
+  mutable std::mutex idle_mutex_;
+  std::deque<std::size_t> idle_;
   EventCount idle_ready_;
-  std::atomic<std::size_t> busy_{0};
   std::mutex callback_mutex_;
   std::shared_ptr<AsyncInferQueue::Callback> callback_;
   CallbackErrors errors_;
@@ -199,6 +231,9 @@ void AsyncInferQueue::start_async(Sample inputs, std::any userdata) {
 }
 void AsyncInferQueue::start_async(const std::vector<Tensor>& inputs, std::any userdata) {
   live(impl_).start_async(make_sample(inputs), std::move(userdata));
+}
+bool AsyncInferQueue::try_start_async(Sample& inputs, std::any& userdata) {
+  return live(impl_).try_start_async(inputs, userdata);
 }
 bool AsyncInferQueue::wait_all(int timeout_ms) { return live(impl_).wait_all(timeout_ms); }
 bool AsyncInferQueue::is_ready() const { return live(impl_).is_ready(); }

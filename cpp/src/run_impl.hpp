@@ -45,7 +45,12 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   Sample run_one(Sample sample, int timeout_ms);
   RunStats stats() const;
   InputStats input_stats() const;
-  std::size_t capacity() const { return input_.capacity() + result_capacity_; }
+  // With a callback, a group of up to `every` results has left the result slots but is not yet
+  // delivered.
+  std::size_t capacity() const {
+    const std::size_t group = has_callback_.load(std::memory_order_acquire) ? delivery_->every : 0;
+    return input_.capacity() + result_capacity_ + group;
+  }
   // Made in a process this one was forked from: its threads are not here (fork_guard.hpp).
   bool forked() const;
 

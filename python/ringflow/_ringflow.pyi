@@ -830,10 +830,11 @@ class AsyncInferQueue:
     """
     OpenVINO's AsyncInferQueue, on a ringflow Run.
     
-    AsyncInferQueue(model, jobs=0, ordered=False): `jobs` requests in flight at most. jobs=0 picks two
-    per core: one inference per core at a time, each with one ONNX Runtime thread (the fastest split
-    measured on CPUs), and one more request per core ready behind it, so no core idles between
-    requests. ordered=True delivers callbacks in submission order (OpenVINO: completion order).
+    AsyncInferQueue(model, jobs=0, ordered=False): `jobs` requests in flight at most. jobs=0 picks eight
+    per core: one inference per core at a time (each with one ONNX Runtime thread, the fastest split
+    measured on CPUs), the others waiting ready, so no core idles and the results that finish while a
+    callback waits for the GIL come back together in one hand-off. ordered=True delivers callbacks in
+    submission order (OpenVINO: completion order).
     
     set_callback(cb) is called as cb(request, userdata) on a report thread, holding the GIL only for
     the call. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
@@ -849,11 +850,11 @@ class AsyncInferQueue:
         ...
     def get_idle_request_id(self) -> int:
         """
-        The id of an idle job, waiting while every job is busy.
+        The id of the job the next start_async() will take (it stays idle), waiting while every job is busy.
         """
     def is_ready(self) -> bool:
         """
-        True when no job is busy.
+        True when a job is idle, so start_async() would not wait.
         """
     def set_callback(self, callback: Callable[[InferRequest, typing.Any], object]) -> None:
         ...

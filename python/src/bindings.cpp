@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <any>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,64 +70,94 @@ py::array array_from_tensor(const Tensor& tensor) {
   return py::array(to_numpy_dtype(tensor.dtype()), shape, m.data, owner);
 }
 
-// How much of an input array becomes a Tensor. Inputs are converted twice: first their dtypes and
-// shapes only (Tensors with no data), for the Run to check; then, once that passed, their data. So
-// a wrong-shaped 1 GB array is refused without being copied.
-// Borrow: contiguous arrays are used in place, for calls that finish before they return (Model.run).
-enum class Data { ShapesOnly, Copy, Borrow };
-
-// An owned copy of the array (the caller may reuse or free it at once), or its dtype and shape only.
-// A non-contiguous array is gathered by numpy straight into the new buffer, never read with the
-// wrong strides.
-Tensor tensor_from_array(const py::handle& obj, Data data) {
-  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
-  if (!py::isinstance<py::array>(obj)) {
-    throw DTypeError(std::string("expected a numpy array or ringflow.Tensor, got ") +
-                     py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
-  }
-  auto array = py::reinterpret_borrow<py::array>(obj);
-  const DType dtype = from_numpy_dtype(array.dtype());
-  Shape shape(array.shape(), array.shape() + array.ndim());
-  if (data == Data::ShapesOnly) return Tensor::borrow(dtype, std::move(shape), nullptr);
-  if (array.flags() & py::array::c_style) {
-    if (data == Data::Borrow) return Tensor::borrow(dtype, std::move(shape), const_cast<void*>(array.data()));
-    return Tensor::copy_from(dtype, std::move(shape), array.data());
-  }
-  Tensor copy = Tensor::empty(dtype, std::move(shape));
-  py::module_::import("numpy").attr("copyto")(array_from_tensor(copy), array);
-  return copy;
-}
-
-// push()/build() accept one array, a list or tuple of arrays (the model's inputs in order), a dict
-// of name -> array, or a Sample.
-Sample sample_from_python(const py::handle& inputs, const std::string& stream_id, std::int64_t frame_id,
-                          std::int64_t pts_ns, Data data = Data::Copy) {
-  Sample sample;
-  if (py::isinstance<Sample>(inputs)) {
-    sample = inputs.cast<Sample>();
-  } else if (py::isinstance<py::dict>(inputs)) {
-    for (auto item : inputs.cast<py::dict>()) {
-      sample.names.push_back(py::str(item.first).cast<std::string>());
-      sample.tensors.push_back(tensor_from_array(item.second, data));
+// A Python input as a Sample, in two steps. First only its dtypes and shapes (Tensors with no data):
+// what a Run or Model checks. Then, once that passed, its data: copied, so the caller may reuse or
+// free its arrays at once, or borrowed, for a call that is done with them before it returns. So a
+// wrong-shaped 1 GB array is refused without being copied, and each input is converted once.
+//
+// Accepted: one array, a list or tuple of arrays (the model's inputs in order), a dict of
+// name -> array, or a Sample; an rf.Tensor wherever an array goes (shared, not copied).
+class PyInputs {
+ public:
+  PyInputs(const py::handle& inputs, const std::string& stream_id = "", std::int64_t frame_id = -1,
+           std::int64_t pts_ns = -1) {
+    if (py::isinstance<Sample>(inputs)) {
+      sample_ = inputs.cast<Sample>();
+    } else if (py::isinstance<py::dict>(inputs)) {
+      for (auto item : inputs.cast<py::dict>()) {
+        sample_.names.push_back(py::str(item.first).cast<std::string>());
+        add(item.second);
+      }
+    } else if (py::isinstance<py::list>(inputs) || py::isinstance<py::tuple>(inputs)) {
+      for (auto item : inputs) add(item);
+      sample_.names.resize(sample_.tensors.size());
+    } else {
+      add(inputs);
+      sample_.names.resize(1);
     }
-  } else if (py::isinstance<py::list>(inputs) || py::isinstance<py::tuple>(inputs)) {
-    for (auto item : inputs) sample.tensors.push_back(tensor_from_array(item, data));
-    sample.names.resize(sample.tensors.size());
-  } else {
-    sample.tensors.push_back(tensor_from_array(inputs, data));
-    sample.names.resize(1);
+    arrays_.resize(sample_.tensors.size());
+    if (!stream_id.empty()) sample_.stream_id = stream_id;
+    if (frame_id >= 0) sample_.frame_id = frame_id;
+    if (pts_ns >= 0) sample_.pts_ns = pts_ns;
   }
-  if (!stream_id.empty()) sample.stream_id = stream_id;
-  if (frame_id >= 0) sample.frame_id = frame_id;
-  if (pts_ns >= 0) sample.pts_ns = pts_ns;
-  return sample;
-}
+
+  // Dtypes and shapes only, for check().
+  const Sample& shapes() const { return sample_; }
+
+  // The sample with its data: copies of the arrays, or, with `borrow`, contiguous arrays used in
+  // place. A non-contiguous array is gathered by numpy straight into a new buffer, never read with
+  // the wrong strides.
+  Sample take(bool borrow = false) {
+    for (std::size_t i = 0; i < arrays_.size(); ++i) {
+      if (!arrays_[i]) continue;  // a Tensor: shared
+      Tensor& t = sample_.tensors[i];
+      const auto array = py::reinterpret_borrow<py::array>(arrays_[i]);
+      if (array.flags() & py::array::c_style) {
+        void* data = const_cast<void*>(array.data());
+        t = borrow ? Tensor::borrow(t.dtype(), t.shape(), data) : Tensor::copy_from(t.dtype(), t.shape(), data);
+      } else {
+        t = Tensor::empty(t.dtype(), t.shape());
+        numpy_copyto()(array_from_tensor(t), array);
+      }
+    }
+    return std::move(sample_);
+  }
+
+ private:
+  void add(const py::handle& obj) {
+    if (py::isinstance<Tensor>(obj)) {
+      sample_.tensors.push_back(obj.cast<Tensor>());
+      arrays_.resize(sample_.tensors.size());
+      return;
+    }
+    if (!py::isinstance<py::array>(obj)) {
+      throw DTypeError(std::string("expected a numpy array or ringflow.Tensor, got ") +
+                       py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+    }
+    auto array = py::reinterpret_borrow<py::array>(obj);
+    Shape shape(array.shape(), array.shape() + array.ndim());
+    sample_.tensors.push_back(Tensor::borrow(from_numpy_dtype(array.dtype()), std::move(shape), nullptr));
+    arrays_.resize(sample_.tensors.size());
+    arrays_.back() = std::move(array);
+  }
+
+  static const py::object& numpy_copyto() {
+    static const auto* copyto = new py::object(py::module_::import("numpy").attr("copyto"));  // never freed
+    return *copyto;
+  }
+
+  Sample sample_;
+  // Per tensor: its numpy array, or null where a Tensor was given. (py::object: a default py::array
+  // is an empty array, not null.)
+  std::vector<py::object> arrays_;
+};
 
 // The sample to push, checked against the Run before its data is copied.
 Sample checked_sample(const Run& run, const py::handle& inputs, const std::string& stream_id,
                       std::int64_t frame_id, std::int64_t pts_ns) {
-  run.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
-  return sample_from_python(inputs, stream_id, frame_id, pts_ns);
+  PyInputs in(inputs, stream_id, frame_id, pts_ns);
+  run.check(in.shapes());
+  return in.take();
 }
 
 // The wait check for calls that wait with the GIL released: Ctrl-C (any signal handler that
@@ -321,15 +352,17 @@ PYBIND11_MODULE(_ringflow, m) {
       PyErr_SetString(inference_error.ptr(), e.what());
     } catch (const CallbackError& e) {
       // The callbacks' own exceptions: the first becomes __cause__, all of them .errors.
-      // KeyboardInterrupt and SystemExit are raised as themselves.
+      // KeyboardInterrupt and SystemExit are raised as themselves, with a CallbackError for the
+      // others (if any) as their __context__, so none is lost.
       py::list causes;
+      std::optional<py::error_already_set> interrupt;
       for (const std::exception_ptr& cause : e.causes()) {
         try {
           std::rethrow_exception(cause);
         } catch (PythonCallbackError& raised) {
           if (raised.error.matches(PyExc_KeyboardInterrupt) || raised.error.matches(PyExc_SystemExit)) {
-            raised.error.restore();
-            return;
+            if (!interrupt) interrupt = raised.error;
+            continue;
           }
           causes.append(raised.error.value());
         } catch (const std::exception& other) {
@@ -341,6 +374,11 @@ PYBIND11_MODULE(_ringflow, m) {
       error_object.attr("accepted") = e.accepted();
       error_object.attr("errors") = causes;
       if (!causes.empty()) PyException_SetCause(error_object.ptr(), py::object(causes[0]).release().ptr());
+      if (interrupt) {
+        if (!causes.empty()) PyException_SetContext(interrupt->value().ptr(), error_object.release().ptr());
+        interrupt->restore();
+        return;
+      }
       PyErr_SetObject(callback_error.ptr(), error_object.ptr());
     } catch (const Error& e) {
       PyErr_SetString(error.ptr(), e.what());
@@ -368,7 +406,7 @@ PYBIND11_MODULE(_ringflow, m) {
       });
 
   py::class_<Tensor>(m, "Tensor", py::buffer_protocol())
-      .def(py::init([](const py::handle& array) { return tensor_from_array(array, Data::Copy); }), py::arg("array"), "Copies a numpy array into a new Tensor.")
+      .def(py::init([](const py::handle& array) { return PyInputs(array).take().tensors[0]; }), py::arg("array"), "Copies a numpy array into a new Tensor.")
       .def_buffer([](Tensor& t) {
         const py::dtype dt = to_numpy_dtype(t.dtype());
         std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
@@ -650,17 +688,16 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def_property_readonly("path", &Model::path)
       .def("run",
            [](const Model& self, const py::object& inputs, int timeout_ms) {
-             self.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
+             PyInputs in(inputs);
+             self.check(in.shapes());
              // No copy: `inputs` keeps the arrays alive until this call returns, as ORT's own run.
-             Sample sample = sample_from_python(inputs, "", -1, -1, Data::Borrow);
+             Sample sample = in.take(/*borrow=*/true);
              py::gil_scoped_release release;
              return self.run(sample, timeout_ms);
            },
            py::arg("inputs"), py::arg("timeout_ms") = -1)
       .def("check",
-           [](const Model& self, const py::object& inputs) {
-             self.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
-           },
+           [](const Model& self, const py::object& inputs) { self.check(PyInputs(inputs).shapes()); },
            py::arg("inputs"), "Raises what run() would raise for these inputs' shapes and dtypes, without running.")
       .def("benchmark", &Model::benchmark, py::arg("samples") = 64, py::call_guard<py::gil_scoped_release>())
       .def("synthetic_inputs", &Model::synthetic_inputs, py::arg("seed") = 0)
@@ -691,7 +728,7 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def("add", &Graph::add, py::arg("fragment"), py::return_value_policy::reference_internal)
       .def("build",
            [](const Graph& self, const py::object& seed, const RunOptions& options) {
-             Sample sample = sample_from_python(seed, "", -1, -1);
+             Sample sample = PyInputs(seed).take(/*borrow=*/true);  // used only during build()
              auto run = std::unique_ptr<Run, ReleaseGilDelete<Run>>();
              {
                py::gil_scoped_release release;
@@ -721,9 +758,7 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
       .def("check",
-           [](const Run& self, const py::object& inputs) {
-             self.check(sample_from_python(inputs, "", -1, -1, Data::ShapesOnly));
-           },
+           [](const Run& self, const py::object& inputs) { self.check(PyInputs(inputs).shapes()); },
            py::arg("inputs"), "Raises what push() would raise for these inputs' shapes and dtypes, without pushing.")
       .def("close_input", &Run::close_input, py::call_guard<py::gil_scoped_release>())
       .def("set_callback",
@@ -826,10 +861,11 @@ it kept an array of them.)doc")
 
   py::class_<AsyncInferQueue, std::unique_ptr<AsyncInferQueue, ReleaseGilDelete<AsyncInferQueue>>>(m, "AsyncInferQueue", R"doc(OpenVINO's AsyncInferQueue, on a ringflow Run.
 
-AsyncInferQueue(model, jobs=0, ordered=False): `jobs` requests in flight at most. jobs=0 picks two
-per core: one inference per core at a time, each with one ONNX Runtime thread (the fastest split
-measured on CPUs), and one more request per core ready behind it, so no core idles between
-requests. ordered=True delivers callbacks in submission order (OpenVINO: completion order).
+AsyncInferQueue(model, jobs=0, ordered=False): `jobs` requests in flight at most. jobs=0 picks eight
+per core: one inference per core at a time (each with one ONNX Runtime thread, the fastest split
+measured on CPUs), the others waiting ready, so no core idles and the results that finish while a
+callback waits for the GIL come back together in one hand-off. ordered=True delivers callbacks in
+submission order (OpenVINO: completion order).
 
 set_callback(cb) is called as cb(request, userdata) on a report thread, holding the GIL only for
 the call. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
@@ -855,21 +891,24 @@ request.error. If a callback raises, the next start_async() or wait_all() raises
       .def("start_async",
            [](AsyncInferQueue& self, const py::object& inputs, const py::object& userdata) {
              const py::object named = inputs_by_name(inputs, self.input_names());
-             self.check(sample_from_python(named, "", -1, -1, Data::ShapesOnly));
-             Sample sample = sample_from_python(named, "", -1, -1);
+             PyInputs in(named);
+             self.check(in.shapes());
+             Sample sample = in.take();
              std::any data = hold(userdata);
+             // With a job idle, starting takes a microsecond: only waiting is worth giving up the GIL.
+             if (self.try_start_async(sample, data)) return;
              waiting([&] { self.start_async(std::move(sample), std::move(data)); });
            },
            py::arg("inputs"), py::arg("userdata") = py::none(),
            "inputs: a dict by input name or index, a list in model order, or one array.")
       .def("wait_all", [](AsyncInferQueue& self, int timeout_ms) { return waiting([&] { return self.wait_all(timeout_ms); }); },
            py::arg("timeout_ms") = -1, "Waits until every started request's callback has returned.")
-      .def("is_ready", &AsyncInferQueue::is_ready, "True when no job is busy.")
+      .def("is_ready", &AsyncInferQueue::is_ready, "True when a job is idle, so start_async() would not wait.")
       .def("stop", &AsyncInferQueue::stop, py::call_guard<py::gil_scoped_release>(),
            "Discards the requests in flight (their callbacks are not called) and stops the queue.")
       .def("get_idle_request_id",
            [](AsyncInferQueue& self) { return waiting([&] { return self.get_idle_request_id(); }); },
-           "The id of an idle job, waiting while every job is busy.")
+           "The id of the job the next start_async() will take (it stays idle), waiting while every job is busy.")
       .def("__len__", &AsyncInferQueue::size)
       .def("__getitem__",
            [](AsyncInferQueue& self, std::size_t id) -> InferRequest& {

@@ -51,9 +51,11 @@ class AsyncInferQueue {
  public:
   using Callback = std::function<void(InferRequest& request, std::any& userdata)>;
 
-  // `jobs` requests may be in flight at once. 0 picks two per core: the queue runs one inference
-  // per core at a time (each with one ONNX Runtime thread, the fastest split measured on CPUs), and
-  // a second request per core waits ready behind it so no core idles between requests.
+  // `jobs` requests may be in flight at once. 0 picks eight per core. The queue runs one inference
+  // per core at a time (one ONNX Runtime thread each, the fastest split measured on CPUs); the
+  // other requests wait ready, so no core idles, and the results that finish while a callback
+  // waits for its turn (in Python: for the GIL) come back together in one hand-off. On tiny-mlp,
+  // two per core gave about a third of the throughput of eight (benchmarks/README.md).
   // `ordered`: callbacks in submission order (OpenVINO: completion order, which is the default).
   explicit AsyncInferQueue(const Model& model, int jobs = 0, bool ordered = false);
   // Waits for the requests in flight, as OpenVINO's does, then stops.
@@ -67,18 +69,23 @@ class AsyncInferQueue {
   // throws for bad inputs, and CallbackError for callback exceptions since the last call.
   void start_async(Sample inputs, std::any userdata = {});
   void start_async(const std::vector<Tensor>& inputs, std::any userdata = {});
+  // start_async() if a job is idle now, returning true; otherwise false, with `inputs` and
+  // `userdata` as they were. Lets a caller holding a lock (the GIL) release it only to wait.
+  bool try_start_async(Sample& inputs, std::any& userdata);
   // Throws what start_async() would throw for these inputs' shapes and dtypes, without starting.
   void check(const Sample& inputs) const;
   std::vector<std::string> input_names() const;  // the model's inputs, in order
   // Waits until every started request's callback has returned; false on timeout.
   bool wait_all(int timeout_ms = -1);
-  bool is_ready() const;                // no job busy
+  bool is_ready() const;                // a job is idle: start_async() would not wait
   // Discards the requests in flight (their callbacks are not called) and stops; as Run::stop().
   void stop();
-  std::size_t get_idle_request_id();    // an idle job's id, waiting while every job is busy
+  // The job the next start_async() will take (it stays idle), waiting while every job is busy.
+  std::size_t get_idle_request_id();
   std::size_t size() const;             // the number of jobs
   InferRequest& operator[](std::size_t id);
-  const std::any& userdata(std::size_t id) const;  // what the job's last start_async() was given
+  // What the job's last start_async() was given; kept until the job starts again.
+  const std::any& userdata(std::size_t id) const;
 
  private:
   std::unique_ptr<AsyncInferQueueImpl> impl_;

@@ -198,8 +198,10 @@ class Run {
   const std::vector<TensorSpec>& output_specs() const;
   const RunOptions& options() const;
   // The most samples that can be in flight, accepted and not yet pulled: queue_depth waiting, plus
-  // queue_depth + workers × max_batch computing or waiting to be pulled. A consumer that stops
-  // pulling makes Block pushes wait (and the other policies drop) once this many are in flight.
+  // queue_depth + workers × max_batch computing or waiting to be pulled, plus, with a callback,
+  // the `every` results of the group being gathered or delivered. A consumer that stops pulling
+  // (or a callback that does not return) makes Block pushes wait, and the other policies drop,
+  // once this many are in flight.
   std::size_t capacity() const;
 
   // A snapshot of the counters and timings; cheap enough to poll.
