@@ -109,18 +109,7 @@ class AsyncInferQueueImpl {
   }
 
   // The job the next start_async() takes, waiting while every job is busy; it stays idle.
-  std::size_t get_idle_request_id() {
-    std::size_t id = 0;
-    wait_with_checks(idle_ready_,
-                     [&] {
-                       std::lock_guard<std::mutex> lock(idle_mutex_);
-                       if (idle_.empty()) return false;
-                       id = idle_.front();
-                       return true;
-                     },
-                     Clock::time_point::max());
-    return id;
-  }
+  std::size_t get_idle_request_id() { return wait_for_idle(/*take=*/false); }
 
   std::size_t size() const { return jobs_; }
   InferRequest& request(std::size_t id) { return requests_.at(id); }
@@ -149,14 +138,17 @@ class AsyncInferQueueImpl {
     }
   }
 
-  std::size_t take_idle() {
+  std::size_t take_idle() { return wait_for_idle(/*take=*/true); }
+
+  // The front idle job, taken or only looked at, waiting while every job is busy.
+  std::size_t wait_for_idle(bool take) {
     std::size_t id = 0;
     wait_with_checks(idle_ready_,
                      [&] {
                        std::lock_guard<std::mutex> lock(idle_mutex_);
                        if (idle_.empty()) return false;
                        id = idle_.front();
-                       idle_.pop_front();
+                       if (take) idle_.pop_front();
                        return true;
                      },
                      Clock::time_point::max());

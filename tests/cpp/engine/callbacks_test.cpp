@@ -34,11 +34,6 @@ namespace {
 constexpr int kWaitMs = 20'000;
 constexpr std::chrono::seconds kHangLimit{60};
 
-const Model& tiny_mlp() {
-  static const Model model(builtin_models().tiny_mlp);
-  return model;
-}
-
 Run build_run(RunOptions options = {}) {
   return Graph().add(tiny_mlp().graph()).build(std::vector<Tensor>{mlp_input(0)}, options);
 }

@@ -47,11 +47,6 @@ namespace {
 constexpr int kPullTimeoutMs = 5000;
 constexpr std::chrono::seconds kHangLimit{30};
 
-const Model& tiny_mlp() {
-  static const Model model(builtin_models().tiny_mlp);
-  return model;
-}
-
 Run build_run(const RunOptions& options = {}) {
   return Graph().add(tiny_mlp().graph()).build(std::vector<Tensor>{mlp_input(0)}, options);
 }

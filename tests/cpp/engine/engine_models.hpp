@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "builtin_models.hpp"
+#include "ringflow/model.hpp"
 
 struct BuiltinModels {
   std::string tiny_mlp;
@@ -17,4 +18,10 @@ inline const BuiltinModels& builtin_models() {
     return BuiltinModels{paths[0], paths[1]};
   }();
   return models;
+}
+
+// The built-in tiny MLP (64 -> 10, dynamic batch), loaded once per test binary.
+inline const ringflow::Model& tiny_mlp() {
+  static const ringflow::Model model(builtin_models().tiny_mlp);
+  return model;
 }

@@ -44,11 +44,6 @@ namespace {
 constexpr int kPullTimeoutMs = 5000;
 constexpr std::chrono::seconds kHangLimit{30};
 
-const Model& tiny_mlp() {
-  static const Model model(builtin_models().tiny_mlp);
-  return model;
-}
-
 const Model& resnet50_for_rgb_frames() {
   static const Model model = [] {
     Model::Options options;

@@ -19,11 +19,6 @@ using namespace ringflow;
 
 namespace {
 
-const Model& tiny_mlp() {
-  static const Model model(builtin_models().tiny_mlp);
-  return model;
-}
-
 // A file in the temp directory holding `contents`, removed when the test ends.
 class TempFile {
  public:

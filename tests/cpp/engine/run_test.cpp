@@ -23,11 +23,6 @@ namespace {
 constexpr int kPullTimeoutMs = 2000;
 constexpr std::chrono::seconds kHangLimit{10};
 
-const Model& tiny_mlp() {
-  static const Model model(builtin_models().tiny_mlp);
-  return model;
-}
-
 Run build_run(RunOptions options = {}) {
   return Graph().add(tiny_mlp().graph()).build(std::vector<Tensor>{mlp_input(0)}, options);
 }
