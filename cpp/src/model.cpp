@@ -132,27 +132,28 @@ class Watchdog {
 
 void check_against_spec(const Tensor& tensor, const TensorSpec& spec, const std::string& what,
                         const Shape* max) {
-  const std::string expected = std::string(dtype_name(spec.dtype)) + " " + shape_to_string(spec.shape);
-  const std::string is = what + " '" + spec.name + "' is " + tensor.describe();
-  if (tensor.dtype() != spec.dtype) throw DTypeError(is + "; expected " + expected);
+  // The messages are built only when one is thrown: this runs on every push.
+  const auto expected = [&] { return std::string(dtype_name(spec.dtype)) + " " + shape_to_string(spec.shape); };
+  const auto is = [&] { return what + " '" + spec.name + "' is " + tensor.describe(); };
+  if (tensor.dtype() != spec.dtype) throw DTypeError(is() + "; expected " + expected());
   const Shape& s = tensor.shape();
   if (s.size() != spec.shape.size()) {
     throw ShapeError(what + " '" + spec.name + "' has rank " + std::to_string(s.size()) + " (" +
                      tensor.describe() + "); expected rank " + std::to_string(spec.shape.size()) +
-                     " (" + expected + ")");
+                     " (" + expected() + ")");
   }
   for (std::size_t d = 0; d < s.size(); ++d) {
-    const std::string dim = "dimension " + std::to_string(d);
+    const auto dim = [d] { return "dimension " + std::to_string(d); };
     if (spec.shape[d] >= 0) {
       if (s[d] != spec.shape[d]) {
-        throw ShapeError(is + "; expected " + expected + " (" + dim + " must be " +
+        throw ShapeError(is() + "; expected " + expected() + " (" + dim() + " must be " +
                          std::to_string(spec.shape[d]) + ")");
       }
     } else if (s[d] < 1) {
-      throw ShapeError(is + ": " + dim + " has size 0, which ringflow does not accept; expected " + expected +
-                       ", where ? is any size from 1");
+      throw ShapeError(is() + ": " + dim() + " has size 0, which ringflow does not accept; expected " +
+                       expected() + ", where ? is any size from 1");
     } else if (max && (*max)[d] >= 0 && s[d] > (*max)[d]) {
-      throw ShapeError(is + ": " + dim + " is " + std::to_string(s[d]) + ", above its bound " +
+      throw ShapeError(is() + ": " + dim() + " is " + std::to_string(s[d]) + ", above its bound " +
                        std::to_string((*max)[d]) + " (RunOptions.max_shape['" + spec.name +
                        "'] = " + shape_to_string(*max) + ")");
     }
@@ -204,23 +205,28 @@ ModelImpl::ModelImpl(std::string model_path, Model::Options model_options)
 }
 
 std::vector<Tensor> ModelImpl::inputs_in_model_order(const Sample& sample) const {
-  std::string model_names;
-  for (const TensorSpec& s : inputs) model_names += (model_names.empty() ? "" : ", ") + s.name;
+  // Names are joined only for an error message: this runs on every push.
+  const auto model_names = [this] {
+    std::string names;
+    for (const TensorSpec& s : inputs) names += (names.empty() ? "" : ", ") + s.name;
+    return names;
+  };
   if (sample.tensors.size() != inputs.size()) {
     throw ShapeError("got " + std::to_string(sample.tensors.size()) + " input tensors; the model takes " +
-                     std::to_string(inputs.size()) + " (" + model_names + ")");
+                     std::to_string(inputs.size()) + " (" + model_names() + ")");
   }
   const bool named = std::any_of(sample.names.begin(), sample.names.end(),
                                  [](const std::string& n) { return !n.empty(); });
   if (!named) return sample.tensors;
   std::vector<Tensor> ordered;
+  ordered.reserve(inputs.size());
   for (const TensorSpec& spec : inputs) {
     const auto it = std::find(sample.names.begin(), sample.names.end(), spec.name);
     if (it == sample.names.end() || static_cast<std::size_t>(it - sample.names.begin()) >= sample.tensors.size()) {
       std::string given;
       for (const std::string& n : sample.names) given += (given.empty() ? "" : ", ") + n;
       throw ShapeError("the sample has no input named '" + spec.name + "'; the model's inputs are " +
-                       model_names + ", the sample's are " + given);
+                       model_names() + ", the sample's are " + given);
     }
     ordered.push_back(sample.tensors[static_cast<std::size_t>(it - sample.names.begin())]);
   }
