@@ -3,6 +3,11 @@
 #include <algorithm>
 
 namespace ringflow {
+namespace {
+std::atomic<void (*)()> g_round_end_hook{nullptr};
+}  // namespace
+
+void set_report_round_end_hook(void (*hook)()) { g_round_end_hook.store(hook, std::memory_order_release); }
 
 ReportThread::ReportThread() : impl_(std::make_shared<ReportThreadImpl>()) {}
 ReportThread::~ReportThread() = default;
@@ -49,6 +54,7 @@ void ReportThreadImpl::loop() {
       std::lock_guard<std::recursive_mutex> lock(mutex_);
       for (std::size_t i = 0; i < subscribers_.size(); ++i) next = std::min(next, subscribers_[i]->report());
     }
+    if (void (*hook)() = g_round_end_hook.load(std::memory_order_acquire)) hook();
     event_.wait_until(
         [&] {
           return wakes_.load(std::memory_order_acquire) != seen || stopping_.load(std::memory_order_acquire);

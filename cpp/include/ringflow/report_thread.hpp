@@ -12,6 +12,12 @@ namespace ringflow {
 
 class ReportThreadImpl;
 
+// For language bindings: `hook` is called on every report thread after each round of callbacks
+// (every Run served, every ready group delivered), before the thread waits for more. The Python
+// bindings take the GIL once for a round's callbacks and let go of it here, so a burst of groups
+// costs one GIL hand-off rather than one per group. Set it before any Run has a callback.
+void set_report_round_end_hook(void (*hook)());
+
 class ReportThread {
  public:
   // Starts the thread. It runs until the last Run subscribed to it, and this handle, are gone.
