@@ -262,9 +262,9 @@ def ringflow_queue(workload: Workload) -> Measurement:
     return Measurement(workload.count, phase(workload.count), first.value, {"jobs": len(queue)})
 
 
-def ringflow_callback(workload: Workload) -> Measurement:
+def ringflow_callback(workload: Workload, batched: bool = False) -> Measurement:
     """One thread pushes; results come back in groups of CALLBACK_EVERY on the report thread."""
-    run = build_run(workload, ringflow_options(workload))
+    run = build_run(workload, ringflow_options(workload, pooled=batched, batched=batched))
     first = FirstOutput()
     run.set_callback(lambda results: first.keep(results[0].sample[0]), every=CALLBACK_EVERY)
 
@@ -602,6 +602,8 @@ def build_contenders(settings: Settings) -> list[Contender]:
         Contender("ringflow-callback", "ringflow", ringflow_callback,
                   f"one thread pushes; Run.set_callback(every={CALLBACK_EVERY}) on the report thread; "
                   f"RunOptions(queue_depth={QUEUE_DEPTH})"),
+        Contender("ringflow-callback-batched", "ringflow", lambda w: ringflow_callback(w, batched=True),
+                  f"as ringflow-callback, dynamic batching ({batching})"),
         Contender("ringflow-cpp", "ringflow", lambda w: ringflow_cpp(w, cpp),
                   f"C++ ringflow_bench, async, queue {QUEUE_DEPTH} (subprocess)", cpp_note),
         Contender("ringflow-cpp-batched", "ringflow", lambda w: ringflow_cpp_batched(w, cpp),
