@@ -308,14 +308,18 @@ bool python_is_finalizing() {
 template <typename T>
 struct ReleaseGilDelete {
   void operator()(T* object) const {
-    if constexpr (std::is_same_v<T, AsyncInferQueue>) {
-      if (python_is_finalizing()) object->stop();
-    }
+    const bool finalizing = python_is_finalizing();
+    const auto destroy = [&] {
+      if constexpr (std::is_same_v<T, AsyncInferQueue>) {
+        if (finalizing) object->stop();
+      }
+      delete object;
+    };
     if (PyGILState_Check()) {
       py::gil_scoped_release release;
-      delete object;
+      destroy();
     } else {
-      delete object;
+      destroy();
     }
   }
 };
