@@ -63,7 +63,13 @@ class AsyncInferQueueImpl {
     }
   }
 
-  void stop() { run_.stop(); }
+  // The requests in flight are dropped with the Run; a start_async() waiting for a job, and every
+  // later one, throws ClosedError.
+  void stop() {
+    stopped_.store(true, std::memory_order_release);
+    idle_ready_.notify_all();
+    run_.stop();
+  }
 
   void set_callback(AsyncInferQueue::Callback callback) {
     std::lock_guard<std::mutex> lock(callback_mutex_);
@@ -78,6 +84,7 @@ class AsyncInferQueueImpl {
 
   bool try_start_async(Sample& inputs, std::any& userdata) {
     errors_.raise("the AsyncInferQueue callback");
+    if (stopped_.load(std::memory_order_acquire)) return false;  // start_async() says why
     run_.check(inputs);
     std::size_t id = 0;
     {
@@ -143,15 +150,18 @@ class AsyncInferQueueImpl {
   // The front idle job, taken or only looked at, waiting while every job is busy.
   std::size_t wait_for_idle(bool take) {
     std::size_t id = 0;
+    bool found = false;
     wait_with_checks(idle_ready_,
                      [&] {
+                       if (stopped_.load(std::memory_order_acquire)) return true;
                        std::lock_guard<std::mutex> lock(idle_mutex_);
                        if (idle_.empty()) return false;
                        id = idle_.front();
                        if (take) idle_.pop_front();
-                       return true;
+                       return found = true;
                      },
                      Clock::time_point::max());
+    if (!found) throw ClosedError("this AsyncInferQueue was stopped; it starts no more requests");
     return id;
   }
 
@@ -195,6 +205,7 @@ class AsyncInferQueueImpl {
   std::vector<InferRequest> requests_;
   std::vector<std::any> userdata_;
   std::vector<Clock::time_point> started_;
+  std::atomic<bool> stopped_{false};
   mutable std::mutex idle_mutex_;
   std::deque<std::size_t> idle_;
   EventCount idle_ready_;

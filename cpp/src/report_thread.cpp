@@ -33,8 +33,11 @@ void ReportThreadImpl::subscribe(Subscriber* subscriber) {
 }
 
 void ReportThreadImpl::unsubscribe(Subscriber* subscriber) {
-  std::lock_guard<std::recursive_mutex> lock(mutex_);
-  subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), subscriber), subscribers_.end());
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), subscriber), subscribers_.end());
+  }
+  wake();  // a round that removed it from inside a callback may have skipped the next one
 }
 
 void ReportThreadImpl::wake() noexcept {

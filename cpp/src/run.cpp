@@ -181,16 +181,18 @@ void RunImpl::stop() {
   stopping_.store(true, std::memory_order_seq_cst);
   // Abort inferences in flight rather than wait out a long model; their results are discarded.
   for (auto& ro : run_options_) ro->SetTerminate();
-  for (EventCount* ec : {&input_ready_, &input_space_, &infer_ready_, &credit_freed_, &result_ready_}) {
+  for (EventCount* ec : {&input_ready_, &input_space_, &infer_ready_, &credit_freed_, &result_ready_, &idle_}) {
     ec->notify_all();
   }
-  if (has_callback_.load(std::memory_order_acquire)) report_thread_->unsubscribe(this);
   // Woken above, callers leave within microseconds; poll with a backoff rather than have them
   // notify (see Caller).
   for (auto pause = std::chrono::microseconds(1); callers_.load(std::memory_order_seq_cst) != 0;
        pause = std::min(pause * 2, std::chrono::microseconds(1000))) {
     std::this_thread::sleep_for(pause);
   }
+  // After the callers: a set_callback() racing this stop() has either subscribed by now or seen
+  // stopping_ and refused (the Caller protocol).
+  if (has_callback_.load(std::memory_order_acquire)) report_thread_->unsubscribe(this);
   for (std::thread& t : threads_) t.join();
   stopped_ = true;
 }
@@ -299,9 +301,9 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
   std::exception_ptr callback_error;
   // How long this call may wait: push() as long as it takes, try_push() not at all (beyond the
   // brief spin every wait starts with), push_if_room() until its deadline.
-  const Clock::time_point may_wait_until = mode == PushMode::Wait     ? Clock::time_point::max()
-                                           : mode == PushMode::IfRoom ? deadline
-                                                                      : Clock::time_point::min();
+  Clock::time_point may_wait_until = mode == PushMode::Wait     ? Clock::time_point::max()
+                                     : mode == PushMode::IfRoom ? deadline
+                                                                : Clock::time_point::min();
   for (;;) {
     using Status = RingBuffer<Job>::Status;
     Status status = input_.push(job, stamp);
@@ -351,6 +353,12 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
         evicted_.fetch_add(1, std::memory_order_relaxed);
         release_samples(1);
         report_drop(oldest.sample, DropReason::Evicted, callback_error);
+        // Having dropped a sample for this one, push_if_room() must not hand it back (a retry
+        // would evict again, and the drop callback's error would be lost): it finishes as push().
+        if (mode == PushMode::IfRoom) {
+          mode = PushMode::Wait;
+          may_wait_until = Clock::time_point::max();
+        }
       }
       continue;
     }
@@ -779,6 +787,7 @@ PullResult RunImpl::pull(int timeout_ms) {
 void RunImpl::set_callback(ResultCallback callback, int every, int max_delay_ms,
                            std::shared_ptr<ReportThreadImpl> thread) {
   Caller caller(*this);
+  if (caller.stopped()) throw ClosedError("set_callback() after stop(): this Run delivers nothing more");
   callback_errors_.raise("the result callback");
   if (!callback) throw Error("set_callback() needs a callback");
   if (every < 1) throw Error("set_callback(): every must be at least 1, got " + std::to_string(every));

@@ -20,7 +20,7 @@ bool wait_with_checks(EventCount& event, Ready&& ready, Clock::time_point deadli
   if (!check) return event.wait_until(ready, deadline);
   for (;;) {
     const Clock::time_point now = Clock::now();
-    const Clock::time_point slice = deadline - now > kInterval ? now + kInterval : deadline;
+    const Clock::time_point slice = deadline <= now || deadline - now <= kInterval ? deadline : now + kInterval;
     if (event.wait_until(ready, slice)) return true;
     if (Clock::now() >= deadline) return false;
     (*check)();
