@@ -262,6 +262,14 @@ std::function<void(const DroppedInput&)> drop_callback(const py::object& callabl
   };
 }
 
+bool python_is_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
 // On a report thread, the GIL is taken by the first callback of a round and kept for the round's
 // other callbacks, then let go of by the round-end hook before the thread waits: one hand-off per
 // burst of groups instead of one per group (each hand-off can cost tens of microseconds while
@@ -271,6 +279,9 @@ thread_local PyGILState_STATE t_round_gil;
 
 void hold_gil_for_round() {
   if (t_round_holds_gil) return;
+  // While Python shuts down a thread asking for the GIL may be ended or never get it; the
+  // callback's results are dropped instead (nobody is left to see them).
+  if (python_is_finalizing()) throw Error("Python is shutting down; the callback was not called");
   t_round_gil = PyGILState_Ensure();
   t_round_holds_gil = true;
 }
@@ -292,14 +303,6 @@ ResultCallback result_callback(const py::object& callable) {
     for (std::size_t i = 0; i < results.size(); ++i) group[i] = py::cast(std::move(results[i]));
     call_python(*fn, group);
   };
-}
-
-bool python_is_finalizing() {
-#if PY_VERSION_HEX >= 0x030D0000
-  return Py_IsFinalizing();
-#else
-  return _Py_IsFinalizing();
-#endif
 }
 
 // Destroying a Run or a queue joins threads and may wait for callbacks that need the GIL: never
@@ -753,7 +756,8 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def("add", &Graph::add, py::arg("fragment"), py::return_value_policy::reference_internal)
       .def("build",
            [](const Graph& self, const py::object& seed, const RunOptions& options) {
-             Sample sample = PyInputs(seed).take(/*borrow=*/true);  // used only during build()
+             PyInputs in(seed);  // holds the arrays the seed borrows until build() returns
+             Sample sample = in.take(/*borrow=*/true);
              auto run = std::unique_ptr<Run, ReleaseGilDelete<Run>>();
              {
                py::gil_scoped_release release;
@@ -798,7 +802,8 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
 
 callback gets a list of up to `every` PullResult (Ok with .sample, or Error with .error and the
 failed sample's metadata), in push order when the Run is ordered. It runs on a report thread, never
-on an inference thread, holding the GIL only for the call. With max_delay_ms >= 0, a partial group
+on an inference thread; the report thread holds the GIL only while it delivers a round of ready
+groups, and never while it waits. With max_delay_ms >= 0, a partial group
 goes once its oldest result has waited that long; wait_all() and end of stream deliver the last one.
 report_thread: an rf.ReportThread shared with other Runs; by default the Run has its own.
 If the callback raises, the next push, try_push, wait_all or set_callback raises CallbackError (its
@@ -892,8 +897,8 @@ measured on CPUs), the others waiting ready, so no core idles and the results th
 callback waits for the GIL come back together in one hand-off. ordered=True delivers callbacks in
 submission order (OpenVINO: completion order).
 
-set_callback(cb) is called as cb(request, userdata) on a report thread, holding the GIL only for
-the call. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
+set_callback(cb) is called as cb(request, userdata) on a report thread, which holds the GIL only
+while it delivers a round of finished requests. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
 the GIL released, only while every job is busy. A failed inference reaches the callback as
 request.error. If a callback raises, the next start_async() or wait_all() raises CallbackError
 (once; the queue goes on).)doc")
