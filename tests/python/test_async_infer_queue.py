@@ -599,3 +599,20 @@ def test_userdata_keeps_what_the_last_start_async_was_given(tiny_mlp, mlp_inputs
     q.start_async(mlp_inputs[0], userdata="frame 0")
     assert q.wait_all(timeout_ms=WAIT_MS) is True
     assert q.userdata == ["frame 0"]
+
+
+def test_a_stopped_queue_refuses_to_start_instead_of_waiting_forever(tiny_mlp, mlp_inputs, spawn):
+    q = rf.AsyncInferQueue(tiny_mlp.model, jobs=1)
+    gate = threading.Event()
+    q.set_callback(lambda request, i: gate.wait(WAIT_S))
+    q.start_async(mlp_inputs[0], 0)        # the only job: busy until the gate opens
+    waiter = spawn(lambda: q.start_async(mlp_inputs[1], 1), name="start_async waiting for a job")
+    time.sleep(0.1)
+    assert waiter.is_alive()
+    stopper = spawn(q.stop, name="stop")
+    with pytest.raises(rf.ClosedError):
+        waiter.join()
+    gate.set()
+    stopper.join()
+    with pytest.raises(rf.ClosedError):
+        q.start_async(mlp_inputs[2], 2)

@@ -767,3 +767,10 @@ def test_a_python_thread_keeps_running_while_callbacks_are_delivered(tiny_mlp, m
         f"a Python thread ran during only {fraction:.0%} of {len(ran)} bursts")
     assert len(delivered) == steps * burst
     assert delivered == list(range(burst)) * steps
+
+
+def test_set_callback_after_stop_is_refused(tiny_mlp, mlp_inputs, make_run):
+    run = make_run(tiny_mlp.model, mlp_inputs[0])
+    run.stop()
+    with pytest.raises(rf.ClosedError, match="stop"):
+        run.set_callback(lambda results: None, report_thread=rf.ReportThread())

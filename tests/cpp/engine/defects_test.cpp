@@ -678,6 +678,24 @@ TEST(end_of_stream_reaches_every_puller_with_batching) {
 
 // ---- stop() ------------------------------------------------------------------------------------------
 
+// stop() from another thread wakes a wait_all() that waits for results nobody will deliver.
+TEST(stop_wakes_a_thread_waiting_in_wait_all) {
+  std::optional<Run> run(build_run(depth_and_workers(4, 1)));
+  for (int i = 0; i < 3; ++i) CHECK(run->push(numbered_sample(i)));  // never pulled
+  HangGuard guard("wait_all() while another thread stops the Run", kHangLimit);
+  std::atomic<bool> returned{false};
+  bool all_delivered = true;
+  std::thread waiter([&] {
+    all_delivered = run->wait_all(-1);
+    returned = true;
+  });
+  std::this_thread::sleep_for(50ms);
+  CHECK(!returned.load());
+  run->stop();
+  waiter.join();
+  CHECK(!all_delivered);
+}
+
 TEST(after_stop_push_throws_pull_says_closed_and_stop_is_idempotent) {
   for (bool ordered : {true, false}) {
     for (OutputMemory memory : {OutputMemory::Owned, OutputMemory::Pooled}) {
