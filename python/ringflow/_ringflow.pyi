@@ -768,7 +768,8 @@ class Run:
         
         callback gets a list of up to `every` PullResult (Ok with .sample, or Error with .error and the
         failed sample's metadata), in push order when the Run is ordered. It runs on a report thread, never
-        on an inference thread, holding the GIL only for the call. With max_delay_ms >= 0, a partial group
+        on an inference thread; the report thread holds the GIL only while it delivers a round of ready
+        groups, and never while it waits. With max_delay_ms >= 0, a partial group
         goes once its oldest result has waited that long; wait_all() and end of stream deliver the last one.
         report_thread: an rf.ReportThread shared with other Runs; by default the Run has its own.
         If the callback raises, the next push, try_push, wait_all or set_callback raises CallbackError (its
@@ -836,8 +837,8 @@ class AsyncInferQueue:
     callback waits for the GIL come back together in one hand-off. ordered=True delivers callbacks in
     submission order (OpenVINO: completion order).
     
-    set_callback(cb) is called as cb(request, userdata) on a report thread, holding the GIL only for
-    the call. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
+    set_callback(cb) is called as cb(request, userdata) on a report thread, which holds the GIL only
+    while it delivers a round of finished requests. start_async(inputs, userdata=None) copies the inputs (reuse them at once) and waits, with
     the GIL released, only while every job is busy. A failed inference reaches the callback as
     request.error. If a callback raises, the next start_async() or wait_all() raises CallbackError
     (once; the queue goes on).
