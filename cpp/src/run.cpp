@@ -807,6 +807,9 @@ void RunImpl::set_callback(ResultCallback callback, int every, int max_delay_ms,
 }
 
 bool RunImpl::wait_all(int timeout_ms) {
+  if (t_in_result_callback == this) {
+    throw Error("wait_all() called from inside this Run's own result callback; it would wait for itself");
+  }
   Caller caller(*this);
   callback_errors_.raise("the result callback");
   flush_waiters_.fetch_add(1, std::memory_order_acq_rel);

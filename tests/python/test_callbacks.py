@@ -774,3 +774,13 @@ def test_set_callback_after_stop_is_refused(tiny_mlp, mlp_inputs, make_run):
     run.stop()
     with pytest.raises(rf.ClosedError, match="stop"):
         run.set_callback(lambda results: None, report_thread=rf.ReportThread())
+
+
+def test_wait_all_from_inside_the_runs_own_callback_is_refused(tiny_mlp, mlp_inputs, make_run):
+    """It would wait for its own group to be delivered: refused, reported as the callback's error."""
+    run = make_run(tiny_mlp.model, mlp_inputs[0])
+    run.set_callback(lambda results: run.wait_all(timeout_ms=1000))
+    run.push(mlp_inputs[0])
+    with pytest.raises(rf.CallbackError) as raised:
+        run.wait_all(timeout_ms=WAIT_MS)
+    assert isinstance(raised.value.__cause__, rf.Error) and "own result callback" in str(raised.value.__cause__)

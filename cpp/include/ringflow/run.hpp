@@ -182,7 +182,8 @@ class Run {
   void set_callback(ResultCallback callback, int every = 1, int max_delay_ms = -1,
                     const ReportThread* thread = nullptr);
   // Waits until every accepted sample has been delivered (its callback returned, or it was
-  // pulled) and no push is in progress; false if `timeout_ms` (>= 0) passed first.
+  // pulled) and no push is in progress; false if `timeout_ms` (>= 0) passed first. Refused from
+  // inside this Run's own callback, where it would wait for itself.
   bool wait_all(int timeout_ms = -1);
 
   // One sample through the pipeline, for a Run used only this way: throws ringflow::Error if other
