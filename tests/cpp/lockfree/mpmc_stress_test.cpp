@@ -24,6 +24,20 @@ struct ConsumerLog {
   std::uint64_t corrupt = 0;       // an item naming a producer or seq that was never pushed
 };
 
+// Checks one consumed item against what was pushed (a producer and seq that exist, seqs rising
+// per producer) and counts its delivery; `last_seq` is the consumer's own, one per producer.
+template <typename Log>
+void record(const Item& item, std::uint32_t per_producer, std::vector<std::int64_t>& last_seq,
+            std::vector<std::atomic<std::uint32_t>>& deliveries, Log& log) {
+  if (item.producer >= last_seq.size() || item.seq >= per_producer) {
+    ++log.corrupt;
+    return;
+  }
+  if (static_cast<std::int64_t>(item.seq) <= last_seq[item.producer]) ++log.out_of_order;
+  last_seq[item.producer] = item.seq;
+  deliveries[std::uint64_t{item.producer} * per_producer + item.seq].fetch_add(1, std::memory_order_relaxed);
+}
+
 void stress(std::uint32_t producers, std::uint32_t consumers, std::size_t capacity,
             std::uint32_t total_items) {
   const std::uint32_t per_producer = total_items / producers;
@@ -53,14 +67,7 @@ void stress(std::uint32_t producers, std::uint32_t consumers, std::size_t capaci
           continue;
         }
         consumed.fetch_add(1, std::memory_order_relaxed);
-        if (item.producer >= producers || item.seq >= per_producer) {
-          ++log.corrupt;
-          continue;
-        }
-        if (static_cast<std::int64_t>(item.seq) <= last_seq[item.producer]) ++log.out_of_order;
-        last_seq[item.producer] = item.seq;
-        deliveries[std::uint64_t{item.producer} * per_producer + item.seq].fetch_add(
-            1, std::memory_order_relaxed);
+        record(item, per_producer, last_seq, deliveries, log);
       }
     });
   }
@@ -201,14 +208,7 @@ void status_stress(std::uint32_t producers, std::uint32_t consumers, std::size_t
         if (++mine % 512 == 0) {
           for (int i = 0; i < 20; ++i) std::this_thread::yield();  // let the ring run full
         }
-        if (item.producer >= producers || item.seq >= per_producer) {
-          ++log.corrupt;
-          continue;
-        }
-        if (static_cast<std::int64_t>(item.seq) <= last_seq[item.producer]) ++log.out_of_order;
-        last_seq[item.producer] = item.seq;
-        deliveries[std::uint64_t{item.producer} * per_producer + item.seq].fetch_add(
-            1, std::memory_order_relaxed);
+        record(item, per_producer, last_seq, deliveries, log);
       }
     });
   }
