@@ -98,20 +98,6 @@ int pull_until_closed(Run& run) {
   }
 }
 
-// Closes the input and pulls to the end of the stream; the frame_ids in pull order.
-std::vector<std::int64_t> close_and_pull_frames(Run& run) {
-  run.close_input();
-  std::vector<std::int64_t> frames;
-  for (;;) {
-    const PullResult r = run.pull_with_status(kPullTimeoutMs);
-    if (r.status != PullStatus::Ok) {
-      CHECK_EQ(r.status, PullStatus::Closed);
-      return frames;
-    }
-    frames.push_back(r.sample->frame_id);
-  }
-}
-
 // ---- a Run destroyed or stopped while threads wait inside it ---------------------------------------
 
 enum class Ending { Destroy, Stop, StopFromTwoThreads };
@@ -355,7 +341,7 @@ void check_push_into_a_claim_window(OverflowPolicy policy) {
       continue;
     }
 
-    const std::vector<std::int64_t> frames = close_and_pull_frames(run);
+    const std::vector<std::int64_t> frames = drain_frames(run, kPullTimeoutMs);
     const InputStats stats = run.input_stats();
 
     if (policy == OverflowPolicy::DropIncoming) {
@@ -551,7 +537,7 @@ TEST(on_a_really_full_run_each_push_drops_exactly_one_sample) {
     CHECK_EQ(stats.inputs_dropped, static_cast<std::uint64_t>(kExtra));
     CHECK_EQ(stats.inputs_enqueued + stats.inputs_dropped, stats.pushes);
 
-    const std::vector<std::int64_t> frames = close_and_pull_frames(run);
+    const std::vector<std::int64_t> frames = drain_frames(run, kPullTimeoutMs);
     std::vector<std::int64_t> expected;
     for (int i = 0; i < results; ++i) expected.push_back(i);
     const int first_kept = policy == OverflowPolicy::KeepLatest ? results + kExtra : results;

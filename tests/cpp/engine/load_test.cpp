@@ -774,21 +774,6 @@ void fill_to_overflow(Run& run) {
   }
 }
 
-// Pulls until end of stream; the frame ids in pull order.
-std::vector<std::int64_t> drain(Run& run) {
-  HangGuard guard("draining a Run", kHangLimit);
-  run.close_input();
-  std::vector<std::int64_t> frames;
-  for (;;) {
-    const PullResult r = run.pull_with_status(kPullTimeoutMs);
-    if (r.status != PullStatus::Ok) {
-      CHECK_EQ(r.status, PullStatus::Closed);
-      return frames;
-    }
-    frames.push_back(r.sample->frame_id);
-  }
-}
-
 struct ThrowingCallback {
   std::vector<DroppedInput> seen;
   void operator()(const DroppedInput& d) {
@@ -828,7 +813,7 @@ TEST(keep_latest_callback_that_throws_after_the_sample_was_accepted) {
     if (i != result_slots) expected.push_back(kFirstFrame + i);
   }
   expected.push_back(latest);
-  CHECK_EQ(drain(run), expected);
+  CHECK_EQ(drain_frames(run, kPullTimeoutMs), expected);
   CHECK_EQ(run.stats().outputs_pulled, static_cast<std::uint64_t>(capacity));
 }
 
@@ -853,7 +838,7 @@ TEST(drop_incoming_callback_that_throws_after_the_sample_was_rejected) {
 
   std::vector<std::int64_t> expected;
   for (std::int64_t i = 0; i < capacity; ++i) expected.push_back(kFirstFrame + i);
-  CHECK_EQ(drain(run), expected);
+  CHECK_EQ(drain_frames(run, kPullTimeoutMs), expected);
 }
 
 // ---- 3. order with several workers --------------------------------------------------------------
@@ -1346,7 +1331,7 @@ TEST(a_realtime_run_accepts_every_push_and_keeps_the_newest_frame) {
   CHECK_EQ(in.inputs_enqueued + in.inputs_dropped, static_cast<std::uint64_t>(kPushes));
   CHECK(in.inputs_enqueued <= run.capacity());
   CHECK(in.inputs_dropped >= kPushes - run.capacity());
-  const std::vector<std::int64_t> frames = drain(run);
+  const std::vector<std::int64_t> frames = drain_frames(run, kPullTimeoutMs);
   CHECK_EQ(frames.size(), in.inputs_enqueued);
   CHECK_EQ(frames.back(), kPushes - 1);
   for (std::size_t k = 1; k < frames.size(); ++k) CHECK(frames[k] > frames[k - 1]);

@@ -1,8 +1,11 @@
-// Deterministic test inputs, run options and bit-exact comparisons of results.
+// Deterministic test inputs, run options, draining a Run and bit-exact comparisons of results.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#include "check.hpp"
 
 #include "ringflow/run.hpp"
 #include "ringflow/sample.hpp"
@@ -13,6 +16,21 @@ inline ringflow::RunOptions depth_and_workers(std::size_t queue_depth, int worke
   options.queue_depth = queue_depth;
   options.workers = workers;
   return options;
+}
+
+// Closes the input and pulls to the end of the stream (each pull bounded by `pull_timeout_ms`, so a
+// stream that never ends fails instead of hanging); the frame ids in pull order.
+inline std::vector<std::int64_t> drain_frames(ringflow::Run& run, int pull_timeout_ms) {
+  run.close_input();
+  std::vector<std::int64_t> frames;
+  for (;;) {
+    const ringflow::PullResult r = run.pull_with_status(pull_timeout_ms);
+    if (r.status != ringflow::PullStatus::Ok) {
+      CHECK_EQ(r.status, ringflow::PullStatus::Closed);
+      return frames;
+    }
+    frames.push_back(r.sample->frame_id);
+  }
 }
 
 // A float32 [1, 64] row for tiny-mlp, different for every `index`.
