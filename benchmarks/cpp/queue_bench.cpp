@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "ringflow/event_count.hpp"
-#include "ringflow/ring_buffer.hpp"
+#include "event_count.hpp"
+#include "ring_buffer.hpp"
 
 namespace {
 

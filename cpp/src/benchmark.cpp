@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "ringflow/errors.hpp"
-#include "ringflow/event_count.hpp"
+#include "event_count.hpp"
 #include "ringflow/graph.hpp"
 
 namespace ringflow {

@@ -7,7 +7,7 @@
 #include <memory>
 #include <new>
 
-#include "ringflow/ring_buffer.hpp"
+#include "ring_buffer.hpp"
 
 namespace ringflow {
 

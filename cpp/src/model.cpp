@@ -14,7 +14,7 @@
 #include "preprocess.hpp"
 #include "providers.hpp"
 #include "ringflow/errors.hpp"
-#include "ringflow/event_count.hpp"
+#include "event_count.hpp"
 
 namespace ringflow {
 namespace {

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "ringflow/event_count.hpp"
+#include "event_count.hpp"
 #include "ringflow/report_thread.hpp"
 
 namespace ringflow {

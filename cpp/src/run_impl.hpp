@@ -15,8 +15,8 @@
 #include "model_impl.hpp"
 #include "preprocess.hpp"
 #include "report_thread.hpp"
-#include "ringflow/event_count.hpp"
-#include "ringflow/ring_buffer.hpp"
+#include "event_count.hpp"
+#include "ring_buffer.hpp"
 #include "ringflow/run.hpp"
 
 namespace ringflow {

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <functional>
 
-#include "ringflow/event_count.hpp"
+#include "event_count.hpp"
 
 namespace ringflow {
 

@@ -2,8 +2,8 @@
 //
 //   push ─► input ring ─► dispatch (preprocess, batch) ─► ring ─► infer × workers ─► results ─► pull
 //
-// Stages are connected by lock-free ring buffers (ring_buffer.hpp); every waiting thread spins
-// briefly and then parks (event_count.hpp). The single dispatch thread numbers the samples it
+// Stages are connected by lock-free ring buffers (cpp/src/ring_buffer.hpp); every waiting thread
+// spins briefly and then parks (cpp/src/event_count.hpp). The dispatch thread numbers the samples it
 // starts, and the results stage hands them out in that order (ordered) or as they finish.
 //
 // Memory is bounded: the input ring holds `queue_depth` samples, and the dispatcher starts a sample

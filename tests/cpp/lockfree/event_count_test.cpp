@@ -1,7 +1,7 @@
 // EventCount: a waiter that has parked, or is on its way to parking, must wake when notified, and
 // must not wake early. A lost wake-up shows up as a wait that lasts to its deadline, or as a hang,
 // which HangGuard turns into a failure.
-#include "ringflow/event_count.hpp"
+#include "event_count.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -11,7 +11,7 @@
 
 #include "check.hpp"
 #include "hang_guard.hpp"
-#include "ringflow/ring_buffer.hpp"
+#include "ring_buffer.hpp"
 #include "tsan.hpp"
 
 using ringflow::Clock;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "check.hpp"
-#include "ringflow/ring_buffer.hpp"
+#include "ring_buffer.hpp"
 #include "tsan.hpp"
 
 namespace {

@@ -1,7 +1,7 @@
 // RingBuffer on one thread: capacity, full and empty, order, slot reuse and element lifetimes. And
 // the statuses push() and pop() report (Done, Full, Empty, Busy), with a second thread holding a slot
 // between its claim and its release.
-#include "ringflow/ring_buffer.hpp"
+#include "ring_buffer.hpp"
 
 #include <atomic>
 #include <chrono>

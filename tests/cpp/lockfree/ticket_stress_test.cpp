@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "check.hpp"
-#include "ringflow/ring_buffer.hpp"
+#include "ring_buffer.hpp"
 #include "tsan.hpp"
 
 namespace {
