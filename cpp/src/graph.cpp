@@ -66,6 +66,11 @@ Graph& Graph::add(Model::Fragment fragment) {
   return *this;
 }
 
+Graph& Graph::add(Stage stage) {
+  (fragments_.empty() ? before_ : after_).push_back(std::move(stage));
+  return *this;
+}
+
 Run Graph::build(const std::vector<Tensor>& seed_inputs, const RunOptions& options) const {
   return build(make_sample(seed_inputs), options);
 }
@@ -116,14 +121,16 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
     push_specs[0].shape = pre.resize || !fixed ? Shape{-1, -1, pre.input_max_depth}
                                                : Shape{image[2], image[3], pre.input_max_depth};
   }
+  if (!before_.empty()) push_specs.clear();  // the first stage takes anything
   auto impl = std::make_unique<RunImpl>(model, options, std::move(push_specs),
-                                        max_shapes(options, model->inputs, pre.enabled()));
+                                        max_shapes(options, model->inputs, pre.enabled()), before_, after_);
 
   // The seed only warms up: it is checked as a push would be, and running it once surfaces a model
-  // that cannot run at all here, at build time, rather than on the first pushed sample.
-  Sample warm = seed;
+  // that cannot run at all here, at build time, rather than on the first pushed sample. Stages
+  // before the model are not run here (they may have effects): synthetic inputs stand in.
+  Sample warm = before_.empty() ? seed : make_sample(Model(model).synthetic_inputs());
   impl->check(warm);
-  std::vector<Tensor> model_seed = model->inputs_in_model_order(seed);
+  std::vector<Tensor> model_seed = model->inputs_in_model_order(warm);
   if (pre.enabled()) {
     const Tensor& frame = model_seed[0];
     Preprocessor preprocessor(pre, preprocessed_input(model->inputs[0], frame.shape()[0], frame.shape()[1]));

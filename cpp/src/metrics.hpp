@@ -88,14 +88,20 @@ struct StageClock {
     compute_ns.fetch_add(compute, std::memory_order_relaxed);
   }
 
-  StageStats snapshot(const char* name) const {
+  // `compute` is per sample; a batch of n counts its time n times, so busy time divides it by the
+  // samples sharing each call (batch_share: 1 for one-sample stages).
+  StageStats snapshot(const char* name, int threads, double elapsed_s, double batch_share = 1.0) const {
     StageStats s;
     s.name = name;
+    s.threads = threads;
     s.samples = samples.load(std::memory_order_relaxed);
+    const double compute_ms = static_cast<double>(compute_ns.load(std::memory_order_relaxed)) / 1e6;
     if (s.samples) {
       s.avg_wait_ms = static_cast<double>(wait_ns.load(std::memory_order_relaxed)) / s.samples / 1e6;
-      s.avg_compute_ms = static_cast<double>(compute_ns.load(std::memory_order_relaxed)) / s.samples / 1e6;
+      s.avg_compute_ms = compute_ms / s.samples;
     }
+    s.busy_ms = compute_ms * batch_share;
+    if (elapsed_s > 0 && threads > 0) s.occupancy = std::min(1.0, s.busy_ms / 1e3 / elapsed_s / threads);
     return s;
   }
 };

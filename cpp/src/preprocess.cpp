@@ -13,13 +13,10 @@ int channels_of(ColorFormat format) { return format == ColorFormat::GRAY ? 1 : 3
 
 // Source coordinate and weight for each destination index, with pixel centres aligned as OpenCV's
 // INTER_LINEAR does, and clamped at the borders.
-struct Taps {
-  std::vector<int> lo, hi;
-  std::vector<float> frac;
-};
-
-Taps bilinear_taps(int src, int dst) {
-  Taps t;
+void bilinear_taps(int src, int dst, Preprocessor::Taps::Axis& t) {
+  if (t.src == src && t.dst == dst) return;
+  t.src = src;
+  t.dst = dst;
   t.lo.resize(dst);
   t.hi.resize(dst);
   t.frac.resize(dst);
@@ -31,7 +28,6 @@ Taps bilinear_taps(int src, int dst) {
     t.hi[i] = std::min(lo + 1, src - 1);
     t.frac[i] = pos - static_cast<float>(lo);
   }
-  return t;
 }
 
 }  // namespace
@@ -121,6 +117,11 @@ Tensor Preprocessor::apply(const Tensor& frame) const {
 }
 
 void Preprocessor::apply(const Tensor& frame, Tensor& out) const {
+  Taps taps;
+  apply(frame, out, taps);
+}
+
+void Preprocessor::apply(const Tensor& frame, Tensor& out, Taps& taps) const {
   const int src_h = static_cast<int>(frame.shape()[0]);
   const int src_w = static_cast<int>(frame.shape()[1]);
   const int src_c = static_cast<int>(frame.shape()[2]);
@@ -150,8 +151,10 @@ void Preprocessor::apply(const Tensor& frame, Tensor& out) const {
     return;
   }
 
-  const Taps ys = bilinear_taps(src_h, dst_h);
-  const Taps xs = bilinear_taps(src_w, dst_w);
+  bilinear_taps(src_h, dst_h, taps.y);
+  bilinear_taps(src_w, dst_w, taps.x);
+  const Taps::Axis& ys = taps.y;
+  const Taps::Axis& xs = taps.x;
   for (int y = 0; y < dst_h; ++y) {
     const std::uint8_t* top = src + static_cast<std::size_t>(ys.lo[y]) * src_w * src_c;
     const std::uint8_t* bottom = src + static_cast<std::size_t>(ys.hi[y]) * src_w * src_c;

@@ -1,6 +1,8 @@
 // Frame preprocessing: HWC uint8 frames to the model's NCHW float input in one pass.
 #pragma once
 
+#include <vector>
+
 #include "ringflow/model.hpp"
 #include "ringflow/tensor.hpp"
 
@@ -12,6 +14,16 @@ TensorSpec preprocessed_input(TensorSpec model_input, std::int64_t frame_height,
 
 class Preprocessor {
  public:
+  // Source coordinate and weight per destination row or column: recomputed only when the frame
+  // size changes, so a thread converting frames of one size computes them once.
+  struct Taps {
+    struct Axis {
+      int src = -1, dst = -1;
+      std::vector<int> lo, hi;
+      std::vector<float> frac;
+    } y, x;
+  };
+
   // `model_input` is the (negotiated) model input spec: float32 [1, C, H, W].
   Preprocessor(PreprocessOptions options, TensorSpec model_input);
 
@@ -19,6 +31,7 @@ class Preprocessor {
   void check_frame(const Tensor& frame) const;
   // Writes `frame` (checked) into `out`, which has the model input's shape.
   void apply(const Tensor& frame, Tensor& out) const;
+  void apply(const Tensor& frame, Tensor& out, Taps& taps) const;
   Tensor apply(const Tensor& frame) const;
 
   const TensorSpec& model_input() const { return model_input_; }

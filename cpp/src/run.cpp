@@ -42,6 +42,7 @@ const char* pull_status_name(PullStatus status) {
     case PullStatus::Timeout: return "Timeout";
     case PullStatus::Closed: return "Closed";
     case PullStatus::Error: return "Error";
+    case PullStatus::Cancelled: return "Cancelled";
   }
   return "Unknown";
 }
@@ -115,20 +116,20 @@ class RunImpl::Caller {
 bool RunImpl::forked() const { return generation_ != fork_generation(); }
 
 RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options, std::vector<TensorSpec> push_specs,
-                 std::vector<Shape> max_shapes)
+                 std::vector<Shape> max_shapes, std::vector<Stage> before, std::vector<Stage> after)
     : options(std::move(run_options)),
       push_inputs(std::move(push_specs)),
       model_(std::move(model)),
       max_shapes_(std::move(max_shapes)),
       generation_(fork_generation()),
-      dispatcher_infers_(options.workers == 1 && !model_->options.preprocess.enabled()),
       result_capacity_(options.queue_depth +
                        static_cast<std::size_t>(options.workers) * static_cast<std::size_t>(options.max_batch)),
+      dispatcher_infers_(options.workers == 1),
       input_(options.queue_depth),
       infer_queue_(result_capacity_),
       credits_(static_cast<std::int64_t>(result_capacity_)),
-      ordered_results_(options.ordered ? result_capacity_ : 0),
-      unordered_results_(result_capacity_) {
+      results_(result_capacity_, options.ordered),
+      result_ready_(results_.ready()) {
   // Several requests sharing the cores each get their share of ORT threads, unless the model was
   // loaded with an explicit thread count.
   int threads = 0;
@@ -137,14 +138,13 @@ RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
     threads = std::max(1, cores / options.workers);
   }
   session_ = model_->session(threads);
-  for (std::size_t i = 0; i < ordered_results_.size(); ++i) {
-    ordered_results_[i].writable_ordinal.store(i, std::memory_order_relaxed);
-  }
   input_.set_after_claim_for_testing(g_input_claim_hook);
   if (model_->options.preprocess.enabled()) {
     const Shape& model_shape = model_->inputs[0].shape;
     if (model_shape.size() == 4 && model_shape[2] >= 0 && model_shape[3] >= 0) {
       preprocessor_.emplace(model_->options.preprocess, preprocessed_input(model_->inputs[0], 1, 1));
+      preprocess_pool_ = BufferPool::create(element_count(preprocessor_->model_input().shape) * sizeof(float),
+                                            result_capacity_);
     }
   }
   for (int w = 0; w < options.workers; ++w) {
@@ -154,11 +154,104 @@ RunImpl::RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions run_options,
   if (options.output_memory == OutputMemory::Pooled) {
     for (std::size_t o = 0; o < outputs().size(); ++o) pools_.push_back(std::make_unique<OutputPools>());
   }
+  add_stages(std::move(before), std::move(after));
   start_threads();
+}
+
+void RunImpl::add_stages(std::vector<Stage> before, std::vector<Stage> after) {
+  user_stages_before_ = !before.empty();
+  const bool preprocess = model_->options.preprocess.enabled();
+  if (options.trace_samples > 0) {
+    const std::size_t stages = before.size() + after.size() + (preprocess ? 1 : 0) + 1;
+    trace_ = std::make_unique<TraceLog>(options.trace_samples, stages);
+  }
+  const StageContext context{&stopping_, &cancelling_, trace_.get(), options.enable_metrics};
+  const auto runner = [&](const std::string& name, int threads, StageRunner::FunctionMaker make) {
+    return std::make_unique<StageRunner>(name, threads, std::move(make), result_capacity_, options.ordered, context);
+  };
+  for (Stage& stage : before) {
+    // Each thread calls the one function: a stage's function must be safe to call concurrently
+    // when it asks for several threads, as OpenVINO's task executors require too.
+    auto shared = std::make_shared<Stage>(std::move(stage));
+    pre_.push_back(runner(shared->name(), shared->threads(), [shared] {
+      return Stage::Function([shared](Sample& s) { shared->function()(s); });
+    }));
+  }
+  if (preprocess) {
+    pre_.push_back(runner("preprocess", std::max(1, model_->options.preprocess.threads),
+                          [this] { return preprocess_function(); }));
+  }
+  if (trace_) {
+    for (int w = 0; w < options.workers; ++w) {
+      inference_lanes_.push_back(trace_->add_lane("inference #" + std::to_string(w)));
+    }
+  }
+  for (Stage& stage : after) {
+    auto shared = std::make_shared<Stage>(std::move(stage));
+    post_.push_back(runner(shared->name(), shared->threads(), [shared] {
+      return Stage::Function([shared](Sample& s) { shared->function()(s); });
+    }));
+  }
+  if (!pre_.empty()) batch_input_ = std::make_unique<StageQueue>(result_capacity_, options.ordered);
+}
+
+// The built-in preprocessing, for one thread: frames of a size met before reuse their resize taps,
+// and a model of fixed size gets its inputs from a pool instead of a fresh allocation per frame.
+Stage::Function RunImpl::preprocess_function() const {
+  struct Scratch {
+    Preprocessor::Taps taps;
+    std::optional<Preprocessor> sized;  // for a model of dynamic size: the last frame size's
+    Shape sized_for;
+  };
+  auto scratch = std::make_shared<Scratch>();
+  return [this, scratch](Sample& s) {
+    if (s.tensors.empty()) throw ShapeError("preprocess needs a frame, but the sample has no tensors");
+    const Tensor& frame = s.tensors[0];
+    const Preprocessor* pre = preprocessor_ ? &*preprocessor_ : nullptr;
+    if (!pre) {
+      if (!scratch->sized || scratch->sized_for != frame.shape()) {
+        scratch->sized.emplace(model_->frame_preprocessor(frame));
+        scratch->sized_for = frame.shape();
+      }
+      pre = &*scratch->sized;
+    }
+    pre->check_frame(frame);
+    Tensor out;
+    if (preprocess_pool_) {
+      std::shared_ptr<const void> buffer = preprocess_pool_->acquire();
+      void* data = const_cast<void*>(buffer.get());  // before the move below
+      out = Tensor::borrow(DType::Float32, pre->model_input().shape, data, std::move(buffer));
+    } else {
+      out = Tensor::allocate(DType::Float32, pre->model_input().shape);
+    }
+    pre->apply(frame, out, scratch->taps);
+    s.tensors[0] = std::move(out);
+  };
 }
 
 void RunImpl::start_threads() {
   try {
+    for (std::size_t i = 0; i < pre_.size(); ++i) {
+      StageRunner* next = i + 1 < pre_.size() ? pre_[i + 1].get() : nullptr;
+      pre_[i]->start([this, next](Item&& item) {
+        if (next) {
+          next->put(std::move(item));
+        } else {
+          batch_input_->put(std::move(item));
+        }
+      });
+    }
+    for (std::size_t i = 0; i < post_.size(); ++i) {
+      StageRunner* next = i + 1 < post_.size() ? post_[i + 1].get() : nullptr;
+      post_[i]->start([this, next](Item&& item) {
+        if (next) {
+          next->put(std::move(item));
+        } else {
+          deliver(std::move(item));
+        }
+      });
+    }
+    if (!pre_.empty()) threads_.emplace_back([this] { admission_loop(); });
     threads_.emplace_back([this] { dispatch_loop(); });
     if (!dispatcher_infers_) {
       for (int w = 0; w < options.workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
@@ -166,6 +259,9 @@ void RunImpl::start_threads() {
   } catch (const std::system_error& e) {
     stop();  // joins the threads that did start
     throw Error(std::string("could not start the Run's threads: ") + e.what());
+  } catch (const Error&) {
+    stop();
+    throw;
   }
 }
 
@@ -184,6 +280,7 @@ void RunImpl::stop() {
   for (EventCount* ec : {&input_ready_, &input_space_, &infer_ready_, &credit_freed_, &result_ready_, &idle_}) {
     ec->notify_all();
   }
+  if (batch_input_) batch_input_->ready().notify_all();
   // Woken above, callers leave within microseconds; poll with a backoff rather than have them
   // notify (see Caller).
   for (auto pause = std::chrono::microseconds(1); callers_.load(std::memory_order_seq_cst) != 0;
@@ -194,23 +291,30 @@ void RunImpl::stop() {
   // stopping_ and refused (the Caller protocol).
   if (has_callback_.load(std::memory_order_acquire)) report_thread_->unsubscribe(this);
   for (std::thread& t : threads_) t.join();
+  for (auto* stages : {&pre_, &post_}) {
+    for (auto& stage : *stages) stage->stop();
+  }
   stopped_ = true;
 }
 
 // ---- push side ---------------------------------------------------------------------------------
 
-const Preprocessor& RunImpl::preprocessor_for(const Tensor& frame, std::optional<Preprocessor>& scratch) const {
-  if (preprocessor_) return *preprocessor_;
-  scratch.emplace(model_->frame_preprocessor(frame));
-  return *scratch;
+void RunImpl::validate(Sample& sample) const {
+  if (user_stages_before_) return;  // the first stage takes whatever it takes
+  check_model_inputs(sample);
 }
 
-void RunImpl::validate(Sample& sample) const {
+// The sample's tensors as push() takes them, in model order: the model's inputs, or, when
+// preprocessing, its frame. Throws ShapeError or DTypeError for what does not match.
+void RunImpl::check_model_inputs(Sample& sample) const {
   sample.tensors = model_->inputs_in_model_order(sample);
   sample.names.assign(sample.tensors.size(), std::string());
   if (model_->options.preprocess.enabled()) {
-    std::optional<Preprocessor> scratch;
-    preprocessor_for(sample.tensors[0], scratch).check_frame(sample.tensors[0]);
+    if (preprocessor_) {
+      preprocessor_->check_frame(sample.tensors[0]);
+    } else {
+      model_->frame_preprocessor(sample.tensors[0]).check_frame(sample.tensors[0]);
+    }
     return;
   }
   for (std::size_t i = 0; i < sample.tensors.size(); ++i) {
@@ -245,10 +349,10 @@ void RunImpl::release_samples(std::uint64_t count) {
   // The RMW that leaves nothing outstanding wakes wait_all(); if the Run is closed, that also ends
   // the stream. See state_.
   const std::uint64_t before = state_.fetch_sub(2 * count, std::memory_order_acq_rel);
-  if ((before >> 1) == count) {
-    idle_.notify_all();
-    if (before & 1) result_ready_.notify_all();
-  }
+  if ((before >> 1) == count) idle_.notify_all();
+  // After close_input(), pullers wait for the end of stream and stop_and_wait() for every
+  // sample to be delivered: any change may be the one they wait for.
+  if (before & 1) result_ready_.notify_all();
   // Fewer outstanding samples may complete a last partial group for the callback.
   if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();
 }
@@ -290,9 +394,10 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
     throw;
   }
 
-  Job job{std::move(sample), {}, 0};
-  job.times.pushed = started;
-  const auto stamp = [](Job& j, std::size_t ticket) noexcept { j.sample.input_seq = ticket; };
+  Item job;
+  job.sample = std::move(sample);
+  job.pushed = started;
+  const auto stamp = [](Item& j, std::size_t ticket) noexcept { j.sample.input_seq = ticket; };
   const auto hand_back = [&] {
     pushes_.fetch_sub(1, std::memory_order_relaxed);
     sample = std::move(job.sample);
@@ -305,7 +410,7 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
                                      : mode == PushMode::IfRoom ? deadline
                                                                 : Clock::time_point::min();
   for (;;) {
-    using Status = RingBuffer<Job>::Status;
+    using Status = RingBuffer<Item>::Status;
     Status status = input_.push(job, stamp);
     if (status == Status::Busy) {
       // A consumer has claimed the slot and is moving its sample out: room is coming, however
@@ -335,7 +440,7 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
       // Evict the oldest waiting sample. Only a ring that is really full gets here, so a single
       // producer evicts at most one sample per push; with several racing, a slot freed here may go
       // to another producer's push first, and each eviction still makes room for one sample.
-      Job oldest;
+      Item oldest;
       Status popped = input_.pop(oldest);
       if (popped == Status::Busy) {
         // The oldest is still being written by another producer: wait for it to land, as long as
@@ -419,6 +524,39 @@ void RunImpl::close_input() {
   if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();  // a last partial group
 }
 
+bool RunImpl::stop_and_wait(int timeout_ms) {
+  if (t_in_result_callback == this || t_in_drop_callback == this) {
+    throw Error("stop_and_wait() called from inside one of this Run's own callbacks; it would wait for itself");
+  }
+  Caller caller(*this);
+  close_input();
+  // Every accepted sample is delivered once the samples outstanding (state_) are all results
+  // waiting to be pulled. Reading ready_, then state_, then pulled_ can only overcount what is
+  // undelivered (a pull between two reads lowers state_ after raising pulled_), never report done
+  // early.
+  const auto all_delivered = [this] {
+    const std::uint64_t ready = ready_.load(std::memory_order_acquire);
+    const std::uint64_t outstanding = state_.load(std::memory_order_acquire) >> 1;
+    const std::uint64_t pulled = pulled_.load(std::memory_order_acquire);
+    return outstanding + pulled <= ready || stopping();
+  };
+  const bool done = wait_with_checks(result_ready_, all_delivered, deadline_after(timeout_ms));
+  return done && !stopping();
+}
+
+void RunImpl::cancel() {
+  check_not_forked(generation_, "this Run");
+  cancelling_.store(true, std::memory_order_release);
+  close_input();
+}
+
+void RunImpl::trace(const std::string& path) const {
+  if (!trace_) {
+    throw Error("Run::trace: tracing is off for this Run; build it with RunOptions.trace_samples > 0");
+  }
+  trace_->write_chrome_json(path);
+}
+
 // ---- dispatch and inference --------------------------------------------------------------------
 
 bool RunImpl::take_credit(bool wait_for_one) {
@@ -442,20 +580,62 @@ void RunImpl::return_credit() {
   credit_freed_.notify_all();
 }
 
-bool RunImpl::next_input(Job& job, Clock::time_point deadline, bool until_closed) {
-  bool got = input_.try_pop(job);
+// Takes the next pushed sample and numbers it, once a result slot is free for it (a credit).
+bool RunImpl::admit(Item& item, Clock::time_point deadline, bool until_closed) {
+  bool got = input_.try_pop(item);
   if (!got && deadline > Clock::now()) {
     input_ready_.wait_until(
-        [&] { return (got = input_.try_pop(job)) || stopping() || (until_closed && is_closed()); }, deadline);
+        [&] { return (got = input_.try_pop(item)) || stopping() || (until_closed && is_closed()); }, deadline);
   }
-  if (got) input_space_.notify_all();
-  return got && !stopping();
+  if (!got || stopping()) return false;
+  input_space_.notify_all();
+  item.ordinal = next_ordinal_++;
+  if (metrics()) item.queued = Clock::now();
+  if (cancelling_.load(std::memory_order_acquire)) item.cancel();
+  return true;
 }
 
-bool RunImpl::batchable(const Job& first, const Job& next) const {
+// With stages before the model: numbers the samples and hands them to the first stage.
+void RunImpl::admission_loop() {
+  for (;;) {
+    Item item;
+    if (!take_credit(true)) return;
+    if (!admit(item, Clock::time_point::max(), /*until_closed=*/false)) return;
+    pre_.front()->put(std::move(item));
+  }
+}
+
+// The dispatcher's next sample: admitted here, or, with stages before the model, from the last of
+// them. With `credit_held` false, a credit is taken first (and false returned without one).
+bool RunImpl::next_item(Item& item, Clock::time_point deadline, bool until_closed) {
+  if (!batch_input_) return admit(item, deadline, until_closed);
+  StageQueue& queue = *batch_input_;
+  bool got = queue.try_take(item);
+  if (!got && deadline > Clock::now()) {
+    queue.ready().wait_until([&] { return (got = queue.try_take(item)) || stopping(); }, deadline);
+  }
+  if (!got || stopping()) return false;
+  if (item.ok() && cancelling_.load(std::memory_order_acquire)) item.cancel();
+  if (item.ok() && user_stages_before_) {
+    // What the user's stages made is checked against the model here, as push() checks otherwise.
+    try {
+      item.sample.tensors = model_->inputs_in_model_order(item.sample);
+      item.sample.names.assign(item.sample.tensors.size(), std::string());
+      for (std::size_t i = 0; i < item.sample.tensors.size(); ++i) {
+        const Shape* max = max_shapes_.empty() || max_shapes_[i].empty() ? nullptr : &max_shapes_[i];
+        check_against_spec(item.sample.tensors[i], model_->inputs[i], "input", max);
+      }
+    } catch (const std::exception& e) {
+      item.fail(std::string("the stages before the model made a sample the model does not take: ") + e.what());
+    }
+  }
+  return true;
+}
+
+bool RunImpl::batchable(const Item& first, const Item& next) const {
+  if (!next.ok()) return false;
   const std::vector<Tensor>& a = first.sample.tensors;
   const std::vector<Tensor>& b = next.sample.tensors;
-  if (preprocessor_) return true;  // every frame becomes the model's one fixed input size
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (a[i].shape() != b[i].shape()) return false;
   }
@@ -465,43 +645,47 @@ bool RunImpl::batchable(const Job& first, const Job& next) const {
 void RunImpl::dispatch_loop() {
   const std::size_t max_batch = static_cast<std::size_t>(options.max_batch);
   const auto max_delay = std::chrono::microseconds(options.max_delay_us);
-  std::uint64_t next_ordinal = 0;
-  // A sample whose shape ended the previous batch; it starts the next one, credit already taken.
-  std::optional<Job> carry;
+  // Credits are taken here unless an admission thread took them for the stages before the model.
+  const bool credits_here = !batch_input_;
+  // A sample that ended the previous batch (another shape, or failed upstream); it starts the next.
+  std::optional<Item> carry;
   for (;;) {
     Batch batch;
     try {
-      batch.jobs.reserve(max_batch);
+      batch.items.reserve(max_batch);
       if (carry) {
-        batch.jobs.push_back(std::move(*carry));
+        batch.items.push_back(std::move(*carry));
         carry.reset();
       } else {
-        Job job;
-        if (!take_credit(true)) return;
-        if (!next_input(job, Clock::time_point::max(), /*until_closed=*/false)) return;
-        job.ordinal = next_ordinal++;
-        batch.jobs.push_back(std::move(job));
+        Item item;
+        if (credits_here && !take_credit(true)) return;
+        if (!next_item(item, Clock::time_point::max(), /*until_closed=*/false)) return;
+        batch.items.push_back(std::move(item));
+      }
+      if (!batch.items.front().ok()) {
+        // Failed or cancelled before inference: it goes on as it is, in its place.
+        after_inference(std::move(batch.items.front()));
+        continue;
       }
       const Clock::time_point first_at = Clock::now();
       // Gather samples of the same shape until the batch is full, the delay has passed, or no
-      // result slot is free. After close_input() nothing new can arrive, so a partial batch goes at
-      // once.
-      while (batch.jobs.size() < max_batch && take_credit(false)) {
-        Job job;
-        if (!next_input(job, first_at + max_delay, /*until_closed=*/true)) {
-          return_credit();
+      // result slot is free. After close_input() nothing new can be admitted, so a partial batch
+      // goes at once.
+      while (batch.items.size() < max_batch && (!credits_here || take_credit(false))) {
+        Item item;
+        if (!next_item(item, first_at + max_delay, /*until_closed=*/true)) {
+          if (credits_here) return_credit();
           break;
         }
-        job.ordinal = next_ordinal++;
-        if (!batchable(batch.jobs.front(), job)) {
-          carry.emplace(std::move(job));
+        if (!batchable(batch.items.front(), item)) {
+          carry.emplace(std::move(item));
           break;
         }
-        batch.jobs.push_back(std::move(job));
+        batch.items.push_back(std::move(item));
       }
     } catch (const std::exception& e) {
       // Only an allocation can fail here; the samples already taken fail, nothing is lost.
-      for (Job& j : batch.jobs) fail(std::move(j), std::string("dispatch failed: ") + e.what());
+      for (Item& item : batch.items) fail(std::move(item), std::string("dispatch failed: ") + e.what());
       continue;
     }
     if (stopping()) return;
@@ -510,35 +694,15 @@ void RunImpl::dispatch_loop() {
 }
 
 void RunImpl::dispatch(Batch& batch) {
-  const Clock::time_point dispatched = Clock::now();
-  std::uint64_t waited = 0;
-  for (Job& j : batch.jobs) {
-    j.times.dispatched = dispatched;
-    waited += ns_between(j.times.pushed, dispatched);
+  if (metrics() && pre_.empty()) {
+    // Without a preprocess stage, "preprocess" reports the wait for dispatch.
+    const Clock::time_point now = Clock::now();
+    std::uint64_t waited = 0;
+    for (Item& item : batch.items) waited += ns_between(item.pushed, now);
+    preprocess_clock_.record(batch.items.size(), waited, 0);
   }
-  if (model_->options.preprocess.enabled()) {
-    std::size_t kept = 0;
-    for (Job& j : batch.jobs) {
-      try {
-        std::optional<Preprocessor> scratch;
-        j.sample.tensors[0] = preprocessor_for(j.sample.tensors[0], scratch).apply(j.sample.tensors[0]);
-        if (&j != &batch.jobs[kept]) batch.jobs[kept] = std::move(j);
-        ++kept;
-      } catch (const std::exception& e) {
-        fail(std::move(j), std::string("preprocess failed: ") + e.what());
-      }
-    }
-    batch.jobs.resize(kept);
-  }
-  if (metrics()) {
-    const Clock::time_point done = Clock::now();
-    for (Job& j : batch.jobs) j.times.dispatched = done;
-    preprocess_clock_.record(batch.jobs.size(), waited, ns_between(dispatched, done) * batch.jobs.size());
-  }
-  if (batch.jobs.empty()) return;
-
   if (dispatcher_infers_) {
-    infer(batch.jobs, 0);
+    infer(batch.items, 0);
   } else {
     // Credits bound the batches in flight by the queue's capacity, so this always succeeds.
     while (!infer_queue_.try_push(batch)) std::this_thread::yield();
@@ -553,7 +717,7 @@ void RunImpl::worker_loop(std::size_t worker) {
     infer_ready_.wait_until([&] { return (got = infer_queue_.try_pop(batch)) || stopping(); },
                             Clock::time_point::max());
     if (!got || stopping()) return;
-    infer(batch.jobs, worker);
+    infer(batch.items, worker);
   }
 }
 
@@ -584,15 +748,15 @@ Tensor RunImpl::output_tensor(std::size_t output, const Shape& shape) {
   return Tensor::borrow(dtype, shape, data, std::move(buffer));
 }
 
-std::vector<Tensor> RunImpl::run_model(const std::vector<Job>& jobs, std::size_t worker) {
-  const std::size_t n = jobs.size();
+std::vector<Tensor> RunImpl::run_model(const std::vector<Item>& items, std::size_t worker) {
+  const std::size_t n = items.size();
   std::vector<Tensor> inputs;
   if (n == 1) {
-    inputs = jobs[0].sample.tensors;
+    inputs = items[0].sample.tensors;
   } else {
     // Stack the samples (all of one shape) along dimension 0, in this worker's scratch buffers.
     for (std::size_t i = 0; i < model_->inputs.size(); ++i) {
-      const Tensor& first = jobs[0].sample.tensors[i];
+      const Tensor& first = items[0].sample.tensors[i];
       Shape shape = first.shape();
       shape[0] *= static_cast<std::int64_t>(n);
       const std::size_t bytes = first.size_bytes() * n;
@@ -600,7 +764,7 @@ std::vector<Tensor> RunImpl::run_model(const std::vector<Job>& jobs, std::size_t
       if (scratch.size_bytes() < bytes) scratch = Tensor::empty(DType::UInt8, {static_cast<std::int64_t>(bytes)});
       const MutableMapping m = scratch.map_write();
       auto* dst = static_cast<std::uint8_t*>(m.data);
-      for (const Job& j : jobs) {
+      for (const Item& j : items) {
         const Mapping src = j.sample.tensors[i].map_read();
         std::memcpy(dst, src.data, src.size_bytes);
         dst += src.size_bytes;
@@ -626,13 +790,20 @@ std::vector<Tensor> RunImpl::run_model(const std::vector<Job>& jobs, std::size_t
   return results;
 }
 
-void RunImpl::infer(std::vector<Job>& jobs, std::size_t worker) {
-  const std::size_t n = jobs.size();
+void RunImpl::infer(std::vector<Item>& items, std::size_t worker) {
+  const std::size_t n = items.size();
+  if (cancelling_.load(std::memory_order_acquire)) {
+    for (Item& item : items) {
+      item.cancel();
+      after_inference(std::move(item));
+    }
+    return;
+  }
   const Clock::time_point start = Clock::now();
   std::vector<Tensor> results;
   std::string error;
   try {
-    results = run_model(jobs, worker);
+    results = run_model(items, worker);
   } catch (const std::exception& e) {
     error = e.what();
   } catch (...) {
@@ -642,14 +813,14 @@ void RunImpl::infer(std::vector<Job>& jobs, std::size_t worker) {
     if (n > 1 && !stopping()) {
       // One failure stays one failure: retry the samples one by one, so only those that fail on
       // their own get an error.
-      for (Job& j : jobs) {
-        std::vector<Job> one(1);
-        one[0] = std::move(j);
+      for (Item& item : items) {
+        std::vector<Item> one(1);
+        one[0] = std::move(item);
         infer(one, worker);
       }
       return;
     }
-    for (Job& j : jobs) fail(std::move(j), error);
+    for (Item& item : items) fail(std::move(item), error);
     return;
   }
   const Clock::time_point inferred = Clock::now();
@@ -658,15 +829,15 @@ void RunImpl::infer(std::vector<Job>& jobs, std::size_t worker) {
   // Recorded before delivery, so stats() read after the last pull already include this batch.
   if (metrics()) {
     std::uint64_t waited = 0;
-    for (const Job& j : jobs) waited += ns_between(j.times.dispatched, start);
+    for (const Item& item : items) waited += ns_between(item.queued, start);
     inference_clock_.record(n, waited, ns_between(start, inferred) * n);
   }
+  if (trace_) {
+    for (const Item& item : items) trace_->record(inference_lanes_[worker], item, start, inferred);
+  }
   for (std::size_t k = 0; k < n; ++k) {
-    Job& j = jobs[k];
+    Item& item = items[k];
     try {
-      Result r;
-      r.times = j.times;
-      r.ordinal = j.ordinal;
       std::vector<Tensor> tensors;
       std::vector<std::string> names;
       for (std::size_t o = 0; o < results.size(); ++o) {
@@ -680,79 +851,54 @@ void RunImpl::infer(std::vector<Job>& jobs, std::size_t worker) {
         }
         names.push_back(outputs()[o].name);
       }
-      r.sample = std::move(j.sample);
-      r.sample.tensors = std::move(tensors);
-      r.sample.names = std::move(names);
-      deliver(std::move(r));
+      item.sample.tensors = std::move(tensors);
+      item.sample.names = std::move(names);
     } catch (const std::exception& e) {
-      fail(std::move(j), std::string("could not hand the result on: ") + e.what());
+      item.fail(std::string("could not hand the result on: ") + e.what());
     }
+    if (metrics()) item.queued = inferred;
+    after_inference(std::move(item));
   }
   if (metrics()) postprocess_clock_.record(n, 0, ns_between(inferred, Clock::now()) * n);
 }
 
-void RunImpl::fail(Job&& job, const std::string& error) noexcept {
-  Result r;
-  r.times = job.times;
-  r.ordinal = job.ordinal;
-  r.sample = std::move(job.sample);
-  r.sample.tensors.clear();
-  r.sample.names.clear();
-  try {
-    r.error = error;
-  } catch (...) {
-    r.error = "out of memory";  // short enough to need no allocation
-  }
-  errors_.fetch_add(1, std::memory_order_relaxed);
-  deliver(std::move(r));
+void RunImpl::fail(Item&& item, std::string error) noexcept {
+  item.fail(std::move(error));
+  after_inference(std::move(item));
 }
 
-void RunImpl::deliver(Result&& result) noexcept {
-  if (metrics()) result.times.ready = Clock::now();
-  if (options.ordered) {
-    const std::uint64_t ordinal = result.ordinal;
-    ResultSlot& slot = ordered_results_[ordinal % ordered_results_.size()];
-    // Rarely waits: only while the puller of the previous lap is between its claim and its move.
-    while (slot.writable_ordinal.load(std::memory_order_acquire) != ordinal) std::this_thread::yield();
-    slot.result = std::move(result);
-    slot.ready_ordinal.store(ordinal + 1, std::memory_order_release);
+// From inference (or a sample that failed before it) on through the stages after the model.
+void RunImpl::after_inference(Item&& item) noexcept {
+  if (post_.empty()) {
+    deliver(std::move(item));
   } else {
-    // A credit was taken for this result, so the ring has room.
-    while (!unordered_results_.try_push(result)) std::this_thread::yield();
+    post_.front()->put(std::move(item));
   }
+}
+
+void RunImpl::deliver(Item&& item) noexcept {
+  if (item.status == PullStatus::Error) errors_.fetch_add(1, std::memory_order_relaxed);
+  if (item.status == PullStatus::Cancelled) cancelled_.fetch_add(1, std::memory_order_relaxed);
+  if (metrics()) item.queued = Clock::now();
+  results_.put(std::move(item));  // wakes pullers (result_ready_)
   ready_.fetch_add(1, std::memory_order_relaxed);
-  result_ready_.notify_all();
   if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();
 }
 
 // ---- pull side ---------------------------------------------------------------------------------
 
-bool RunImpl::take(Result& taken) {
-  if (!options.ordered) return unordered_results_.try_pop(taken);
-  for (;;) {
-    std::uint64_t ordinal = next_pull_.load(std::memory_order_acquire);
-    ResultSlot& slot = ordered_results_[ordinal % ordered_results_.size()];
-    if (slot.ready_ordinal.load(std::memory_order_acquire) != ordinal + 1) return false;
-    if (next_pull_.compare_exchange_strong(ordinal, ordinal + 1, std::memory_order_acq_rel)) {
-      taken = std::move(slot.result);
-      slot.writable_ordinal.store(ordinal + ordered_results_.size(), std::memory_order_release);
-      return true;
-    }
-  }
-}
-
 // Everything but release_samples(), which the caller does once the result is handed over.
-PullResult RunImpl::finish_take(Result&& taken) {
+PullResult RunImpl::finish_take(Item&& taken) {
   pulled_.fetch_add(1, std::memory_order_relaxed);
   return_credit();
   const Clock::time_point now = Clock::now();
   last_pull_ns_.store(ns_since_epoch(now), std::memory_order_relaxed);
   if (metrics()) {
-    latency_.record(ns_between(taken.times.pushed, now));
-    reorder_clock_.record(1, ns_between(taken.times.ready, now), 0);
+    latency_.record(ns_between(taken.pushed, now));
+    reorder_clock_.record(1, ns_between(taken.queued, now), 0);
   }
   PullResult result;
-  result.status = taken.error.empty() ? PullStatus::Ok : PullStatus::Error;
+  result.status = taken.status;
   result.error = std::move(taken.error);
   result.sample = std::move(taken.sample);
   return result;
@@ -766,7 +912,7 @@ PullResult RunImpl::pull(int timeout_ms) {
   }
   if (caller.stopped()) return {PullStatus::Closed, std::nullopt, {}};
   const Clock::time_point deadline = deadline_after(timeout_ms);
-  Result taken;
+  Item taken;
   bool got = take(taken);
   if (!got) {
     if (drained()) return {PullStatus::Closed, std::nullopt, {}};
@@ -833,7 +979,7 @@ Clock::time_point RunImpl::report() {
   Delivery& d = *delivery_;
   if (stopping()) return Clock::time_point::max();
   for (;;) {
-    Result taken;
+    Item taken;
     while (d.group.size() < d.every && take(taken)) {
       if (d.group.empty()) d.oldest = Clock::now();
       d.group.push_back(finish_take(std::move(taken)));
@@ -900,6 +1046,7 @@ Sample RunImpl::run_one(Sample sample, int timeout_ms) {
   switch (r.status) {
     case PullStatus::Ok: return std::move(*r.sample);
     case PullStatus::Error: throw InferenceError(r.error);
+    case PullStatus::Cancelled: throw CancelledError("Run::run(): the sample was cancelled by Run::cancel()");
     case PullStatus::Timeout:
       ++abandoned_;
       throw TimeoutError("Run::run() got no result within timeout_ms=" + std::to_string(timeout_ms));
@@ -939,15 +1086,29 @@ RunStats RunImpl::stats() const {
   if (s.batches) {
     s.avg_batch_size = static_cast<double>(batched_samples_.load(std::memory_order_relaxed)) / s.batches;
   }
+  s.cancelled = cancelled_.load(std::memory_order_relaxed);
   s.latency = latency_.summary();
-  s.stages = {preprocess_clock_.snapshot("preprocess"), inference_clock_.snapshot("inference"),
-              postprocess_clock_.snapshot("postprocess"), reorder_clock_.snapshot("reorder")};
   const std::int64_t first = first_push_ns_.load(std::memory_order_relaxed);
   const std::int64_t last = last_pull_ns_.load(std::memory_order_relaxed);
   if (first && last > first) {
     s.elapsed_s = static_cast<double>(last - first) / 1e9;
     s.throughput_fps = static_cast<double>(s.outputs_pulled) / s.elapsed_s;
   }
+  // Occupancy is over the time the Run has been working: up to now while samples are in flight.
+  const bool busy = (state_.load(std::memory_order_acquire) >> 1) != 0;
+  const double active_s =
+      first == 0 ? 0.0
+                 : busy || last <= first ? static_cast<double>(ns_since_epoch(Clock::now()) - first) / 1e9 : s.elapsed_s;
+  const std::size_t before = pre_.size() - (model_->options.preprocess.enabled() ? 1 : 0);
+  for (std::size_t i = 0; i < before; ++i) s.stages.push_back(pre_[i]->stats(active_s));
+  s.stages.push_back(before < pre_.size() ? pre_[before]->stats(active_s)
+                                          : preprocess_clock_.snapshot("preprocess", 1, active_s));
+  const std::uint64_t batched = batched_samples_.load(std::memory_order_relaxed);
+  const double per_call = batched ? static_cast<double>(s.batches) / static_cast<double>(batched) : 1.0;
+  s.stages.push_back(inference_clock_.snapshot("inference", options.workers, active_s, per_call));
+  s.stages.push_back(postprocess_clock_.snapshot("postprocess", options.workers, active_s, per_call));
+  for (const auto& stage : post_) s.stages.push_back(stage->stats(active_s));
+  s.stages.push_back(reorder_clock_.snapshot("reorder", 1, active_s));
   return s;
 }
 
@@ -1002,6 +1163,9 @@ void Run::set_callback(ResultCallback callback, int every, int max_delay_ms, con
 }
 bool Run::wait_all(int timeout_ms) { return live(impl_).wait_all(timeout_ms); }
 void Run::close_input() { live(impl_).close_input(); }
+bool Run::stop_and_wait(int timeout_ms) { return live(impl_).stop_and_wait(timeout_ms); }
+void Run::cancel() { live(impl_).cancel(); }
+void Run::trace(const std::string& path) const { live(impl_).trace(path); }
 
 std::optional<Sample> Run::pull(int timeout_ms) {
   PullResult r = live(impl_).pull(timeout_ms);
@@ -1009,6 +1173,11 @@ std::optional<Sample> Run::pull(int timeout_ms) {
     const Sample& s = *r.sample;
     throw InferenceError("sample input_seq=" + std::to_string(s.input_seq) +
                          " frame_id=" + std::to_string(s.frame_id) + " failed: " + r.error);
+  }
+  if (r.status == PullStatus::Cancelled) {
+    const Sample& s = *r.sample;
+    throw CancelledError("sample input_seq=" + std::to_string(s.input_seq) +
+                         " frame_id=" + std::to_string(s.frame_id) + " was cancelled by Run::cancel()");
   }
   return std::move(r.sample);
 }

@@ -11,23 +11,29 @@
 
 #include "buffer_pool.hpp"
 #include "callback_errors.hpp"
+#include "event_count.hpp"
+#include "item.hpp"
 #include "metrics.hpp"
 #include "model_impl.hpp"
 #include "preprocess.hpp"
 #include "report_thread.hpp"
-#include "event_count.hpp"
 #include "ring_buffer.hpp"
 #include "ringflow/run.hpp"
+#include "ringflow/stage.hpp"
+#include "stage_runner.hpp"
+#include "trace.hpp"
 
 namespace ringflow {
 
 class RunImpl : private ReportThreadImpl::Subscriber {
  public:
   // `push_inputs` is what push() accepts: the model's inputs, or HWC uint8 frames when
-  // preprocessing, with -1 for dynamic dimensions. `max_shapes` bounds them (empty: no bound).
-  // Starts the engine's threads; throws Error if they cannot start, with nothing left running.
+  // preprocessing, with -1 for dynamic dimensions; empty with stages before the model (they take
+  // anything). `max_shapes` bounds them (empty: no bound). `before` and `after` are the user's
+  // stages around the model. Starts the engine's threads; throws Error if they cannot start, with
+  // nothing left running.
   RunImpl(std::shared_ptr<const ModelImpl> model, RunOptions options, std::vector<TensorSpec> push_inputs,
-          std::vector<Shape> max_shapes);
+          std::vector<Shape> max_shapes, std::vector<Stage> before = {}, std::vector<Stage> after = {});
   ~RunImpl();
 
   void stop();
@@ -38,6 +44,9 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   std::optional<bool> push(Sample& sample, PushMode mode, Clock::time_point deadline = Clock::time_point::min());
   void check(Sample sample) const;
   void close_input();
+  bool stop_and_wait(int timeout_ms);
+  void cancel();
+  void trace(const std::string& path) const;
   void set_callback(ResultCallback callback, int every, int max_delay_ms,
                     std::shared_ptr<ReportThreadImpl> thread);
   bool wait_all(int timeout_ms);
@@ -59,35 +68,8 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   const std::vector<TensorSpec>& outputs() const { return model_->outputs; }
 
  private:
-  struct Timeline {
-    Clock::time_point pushed, dispatched, ready;
-  };
-  struct Job {
-    Sample sample;
-    Timeline times;
-    std::uint64_t ordinal = 0;  // position in start order, dense, assigned by the dispatcher
-  };
   struct Batch {
-    std::vector<Job> jobs;
-  };
-  struct Result {
-    Sample sample;
-    std::string error;
-    Timeline times;
-    std::uint64_t ordinal = 0;
-  };
-  // Ordered results wait here, indexed by ordinal modulo the capacity. The dispatcher starts a
-  // sample only with a free credit, so every started ordinal is within one capacity of the pull
-  // cursor.
-  //
-  // Two turn counters make each slot a one-item handoff. A puller claims an ordinal with a CAS on
-  // the cursor and only then moves the result out; a puller paused in between must not have its
-  // slot overwritten by the ordinal one lap later, so a worker writes only once the slot has been
-  // handed back (writable_ordinal).
-  struct alignas(kCacheLine) ResultSlot {
-    std::atomic<std::uint64_t> ready_ordinal{0};     // ordinal + 1 once the result is stored
-    std::atomic<std::uint64_t> writable_ordinal{0};  // the ordinal this slot may be written for next
-    Result result;
+    std::vector<Item> items;
   };
   // Pooled output buffers for one output, one pool per buffer size met (dynamic shapes meet
   // several). Found under a mutex: once per inference, never contended for long.
@@ -107,44 +89,63 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   };
 
   void start_threads();
+  void add_stages(std::vector<Stage> before, std::vector<Stage> after);
   void validate(Sample& sample) const;
-  const Preprocessor& preprocessor_for(const Tensor& frame, std::optional<Preprocessor>& scratch) const;
-  bool batchable(const Job& first, const Job& next) const;
+  void check_model_inputs(Sample& sample) const;
+  Stage::Function preprocess_function() const;
+  bool batchable(const Item& first, const Item& next) const;
   bool is_closed() const { return state_.load(std::memory_order_acquire) & 1; }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool drained() const { return state_.load(std::memory_order_acquire) == 1; }
   void release_samples(std::uint64_t count);
-  bool take(Result& result);
-  PullResult finish_take(Result&& taken);
+  bool take(Item& item) { return results_.try_take(item); }
+  PullResult finish_take(Item&& taken);
   Clock::time_point report() override;
   void deliver_group();
   void report_drop(const Sample& sample, DropReason reason, std::exception_ptr& callback_error);
 
   bool take_credit(bool wait);
   void return_credit();
-  bool next_input(Job& job, Clock::time_point deadline, bool until_closed);
+  bool admit(Item& item, Clock::time_point deadline, bool until_closed);
+  bool next_item(Item& item, Clock::time_point deadline, bool until_closed);
 
+  void admission_loop();
   void dispatch_loop();
   void dispatch(Batch& batch);
   void worker_loop(std::size_t worker);
-  void infer(std::vector<Job>& jobs, std::size_t worker);
-  std::vector<Tensor> run_model(const std::vector<Job>& jobs, std::size_t worker);
+  void infer(std::vector<Item>& items, std::size_t worker);
+  std::vector<Tensor> run_model(const std::vector<Item>& items, std::size_t worker);
   Tensor output_tensor(std::size_t output, const Shape& shape);
-  void fail(Job&& job, const std::string& error) noexcept;
-  void deliver(Result&& result) noexcept;
+  void fail(Item&& item, std::string error) noexcept;
+  void after_inference(Item&& item) noexcept;
+  void deliver(Item&& item) noexcept;
   bool metrics() const { return options.enable_metrics; }
 
   std::shared_ptr<const ModelImpl> model_;
   const std::vector<Shape> max_shapes_;
   const std::uint64_t generation_;
   std::shared_ptr<Ort::Session> session_;
-  // Built once when the model's input size is fixed; otherwise one per frame (preprocessor_for).
+  // Built once when the model's input size is fixed; otherwise one per frame size met, per
+  // preprocess thread.
   std::optional<Preprocessor> preprocessor_;
-  // With one worker and nothing to preprocess, the dispatcher runs inference itself: one hop less.
-  const bool dispatcher_infers_;
+  std::shared_ptr<BufferPool> preprocess_pool_;  // the fixed-size model inputs it writes
   const std::size_t result_capacity_;
+  // With one worker, the dispatcher runs inference itself: one hop less.
+  const bool dispatcher_infers_;
+  bool user_stages_before_ = false;  // push() then takes anything; the model's inputs are checked later
 
-  RingBuffer<Job> input_;
+  // Optional stages: stage_context_ is what they share with the Run. pre_ runs between admission
+  // and batching (the user's stages, then the built-in preprocessing), post_ between inference and
+  // delivery. With pre_, an admission thread numbers the samples and batch_input_ is the
+  // dispatcher's queue.
+  alignas(kCacheLine) std::atomic<bool> cancelling_{false};
+  std::unique_ptr<TraceLog> trace_;
+  std::vector<std::uint32_t> inference_lanes_;
+  std::vector<std::unique_ptr<StageRunner>> pre_, post_;
+  std::unique_ptr<StageQueue> batch_input_;
+  std::uint64_t next_ordinal_ = 0;  // the admitting thread's
+
+  RingBuffer<Item> input_;
   EventCount input_ready_;
   EventCount input_space_;
 
@@ -154,10 +155,9 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   alignas(kCacheLine) std::atomic<std::int64_t> credits_;
   EventCount credit_freed_;
 
-  std::vector<ResultSlot> ordered_results_;
-  RingBuffer<Result> unordered_results_;
-  EventCount result_ready_;
-  alignas(kCacheLine) std::atomic<std::uint64_t> next_pull_{0};
+  // Results, in ordinal order when ordered: the end of the pipeline.
+  StageQueue results_;
+  EventCount& result_ready_;
 
   // End of stream in one word: bit 0 is "closed"; the rest counts, in steps of 2, the pushes in
   // progress plus the accepted samples not yet pulled or evicted (an accepted push hands its step
@@ -198,6 +198,7 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   alignas(kCacheLine) std::atomic<std::uint64_t> ready_{0};
   std::atomic<std::uint64_t> pulled_{0};
   std::atomic<std::uint64_t> errors_{0};
+  std::atomic<std::uint64_t> cancelled_{0};
   std::atomic<std::uint64_t> batches_{0};
   std::atomic<std::uint64_t> batched_samples_{0};
   std::atomic<std::int64_t> first_push_ns_{0};

@@ -23,10 +23,11 @@ class ModelError(Error): ...
 class ClosedError(Error): ...
 class TimeoutError(Error, builtins.TimeoutError): ...
 class InferenceError(Error): ...
+class CancelledError(Error): ...
 class CallbackError(Error):
     accepted: bool
     errors: list[BaseException]
-__all__: list[str] = ['AsyncInferQueue', 'BenchmarkReport', 'CallbackError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferRequest', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
+__all__: list[str] = ['AsyncInferQueue', 'BenchmarkReport', 'CallbackError', 'CancelledError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DetectionOutput', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferRequest', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'Stage', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'TopK', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
 class TensorSpec:
     def __repr__(self) -> str:
         ...
@@ -224,10 +225,11 @@ class PreprocessOptions:
     model_format: ColorFormat
     normalize: NormalizeOptions
     resize: bool
+    threads: int
     @staticmethod
     def imagenet(max_width: typing.SupportsInt | typing.SupportsIndex = 224, max_height: typing.SupportsInt | typing.SupportsIndex = 224) -> PreprocessOptions:
         ...
-    def __init__(self, input_format: ColorFormat = ..., model_format: ColorFormat = ..., input_max_width: typing.SupportsInt | typing.SupportsIndex = 0, input_max_height: typing.SupportsInt | typing.SupportsIndex = 0, input_max_depth: typing.SupportsInt | typing.SupportsIndex = 0, mean: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], stddev: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], resize: bool = True) -> None:
+    def __init__(self, input_format: ColorFormat = ..., model_format: ColorFormat = ..., input_max_width: typing.SupportsInt | typing.SupportsIndex = 0, input_max_height: typing.SupportsInt | typing.SupportsIndex = 0, input_max_depth: typing.SupportsInt | typing.SupportsIndex = 0, mean: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], stddev: Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], resize: bool = True, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
     def enabled(self) -> bool:
         ...
@@ -439,6 +441,7 @@ class RunOptions:
     output_memory: Owned results own their buffers. Pooled results borrow pooled buffers, reused only
         after every Tensor, Sample and numpy array referring to one is gone; no allocation per sample.
     enable_metrics: latency and per-stage timing in stats(); counters are always kept.
+    trace_samples: keep the stage spans of about this many recent samples for Run.trace(); 0: off.
     max_shape: {input name: upper bounds per dimension} for the dimensions the model leaves dynamic;
         -1 or None leaves one unbounded. A push beyond a bound raises ShapeError.
     """
@@ -455,7 +458,7 @@ class RunOptions:
     @staticmethod
     def Reliable() -> RunOptions:
         ...
-    def __init__(self, queue_depth: typing.SupportsInt | typing.SupportsIndex = 8, overflow_policy: OverflowPolicy = ..., on_input_drop: Callable[[DroppedInput], object] | None = None, workers: typing.SupportsInt | typing.SupportsIndex = 1, ordered: bool = True, max_batch: typing.SupportsInt | typing.SupportsIndex = 1, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, output_memory: OutputMemory = ..., enable_metrics: bool = True, max_shape: Mapping[str, Sequence[int | None]] = {}) -> None:
+    def __init__(self, queue_depth: typing.SupportsInt | typing.SupportsIndex = 8, overflow_policy: OverflowPolicy = ..., on_input_drop: Callable[[DroppedInput], object] | None = None, workers: typing.SupportsInt | typing.SupportsIndex = 1, ordered: bool = True, max_batch: typing.SupportsInt | typing.SupportsIndex = 1, max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0, output_memory: OutputMemory = ..., enable_metrics: bool = True, max_shape: Mapping[str, Sequence[int | None]] = {}, trace_samples: typing.SupportsInt | typing.SupportsIndex = 256) -> None:
         ...
     @property
     def max_batch(self) -> int:
@@ -480,6 +483,12 @@ class RunOptions:
         ...
     @on_input_drop.setter
     def on_input_drop(self, arg1: Callable[[DroppedInput], object] | None) -> None:
+        ...
+    @property
+    def trace_samples(self) -> int:
+        ...
+    @trace_samples.setter
+    def trace_samples(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def queue_depth(self) -> int:
@@ -516,6 +525,8 @@ class LatencySummary:
     def p99_ms(self) -> float:
         ...
 class StageStats:
+    def __repr__(self) -> str:
+        ...
     @property
     def avg_compute_ms(self) -> float:
         ...
@@ -523,10 +534,19 @@ class StageStats:
     def avg_wait_ms(self) -> float:
         ...
     @property
+    def busy_ms(self) -> float:
+        ...
+    @property
     def name(self) -> str:
         ...
     @property
+    def occupancy(self) -> float:
+        ...
+    @property
     def samples(self) -> int:
+        ...
+    @property
+    def threads(self) -> int:
         ...
 class InputStats:
     @property
@@ -565,6 +585,9 @@ class RunStats:
         ...
     @property
     def elapsed_s(self) -> float:
+        ...
+    @property
+    def cancelled(self) -> int:
         ...
     @property
     def errors(self) -> int:
@@ -665,6 +688,7 @@ class PullStatus:
     
       Error
     """
+    Cancelled: typing.ClassVar[PullStatus]
     Closed: typing.ClassVar[PullStatus]
     Error: typing.ClassVar[PullStatus]
     Ok: typing.ClassVar[PullStatus]
@@ -722,11 +746,58 @@ class ReportThread:
     """
     def __init__(self) -> None:
         ...
+class Stage:
+    """
+    A step of your own in a Graph, on threads of its own.
+
+    fn(sample) gets an rf.Sample and returns its new tensors: a list of arrays, a dict of name to array,
+    a Sample, or None to leave them as they are. The metadata (frame_id, stream_id, input_seq) is
+    carried over. It runs on the stage's `threads` threads, holding the GIL only around the call; with
+    several threads, samples still go on in push order when the Run is ordered. If it raises, that
+    sample alone fails (pulled as an Error naming the stage) and the Run goes on.
+    """
+    def __init__(self, fn: Callable[[Sample], object], *, name: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    def __call__(self, inputs: Inputs) -> Sample:
+        """
+        Runs the stage's function on these inputs on the calling thread; returns the Sample.
+        """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def threads(self) -> int:
+        ...
+def TopK(k: typing.SupportsInt | typing.SupportsIndex = 5, softmax: bool = False, input: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 1) -> Stage:
+    """
+    A Stage for classifiers: replaces the [C] or [N, C] scores (input: by name; default the first
+    tensor) with "topk_indices" (int64 [N, k], best first, ties to the lower index) and "topk_scores"
+    (float32 [N, k]; softmax probabilities with softmax=True).
+    """
+def DetectionOutput(score_threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, iou_threshold: typing.SupportsFloat | typing.SupportsIndex = 0.45, top_k: typing.SupportsInt | typing.SupportsIndex = 200, detections: str = '', boxes: str = '', scores: str = '', background_label: typing.SupportsInt | typing.SupportsIndex = -1, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> Stage:
+    """
+    A Stage for detectors: per-class non-maximum suppression of SSD-style [1, 1, N, 7] rows
+    (detections) or of raw boxes [N, 4] with scores [N, C]. Replaces them with "detections": float32
+    [M, 7] rows [image_id, label, score, x_min, y_min, x_max, y_max], best first, M <= top_k; a
+    detection is kept if its score is above score_threshold and it overlaps no better one of its class
+    by more than iou_threshold.
+    """
 class Graph:
     def __init__(self) -> None:
         ...
+    @typing.overload
     def add(self, fragment: Model.Fragment) -> Graph:
         ...
+    @typing.overload
+    def add(self, stage: Stage) -> Graph:
+        ...
+    @typing.overload
+    def add(self, fn: Callable[[Sample], object]) -> Graph:
+        """
+        Adds a step: a model fragment (model.graph()), a Stage, or a callable (as Stage(fn)).
+        """
     def build(self, seed_inputs: Inputs, options: RunOptions = ...) -> Run:
         ...
 class Run:
@@ -745,6 +816,10 @@ class Run:
     def check(self, inputs: Inputs) -> None:
         """
         Raises what push() would raise for these inputs' shapes and dtypes, without pushing.
+        """
+    def cancel(self) -> None:
+        """
+        Closes the input and drops every accepted sample that has not run yet; each is delivered with status Cancelled (pull() raises CancelledError for it). Samples already running finish.
         """
     def close_input(self) -> None:
         ...
@@ -782,6 +857,14 @@ class Run:
     def stop(self) -> None:
         """
         Stops intake, cancels queued work, wakes waiting push/pull calls and joins the engine's threads.
+        """
+    def stop_and_wait(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
+        """
+        Closes the input and waits until every accepted sample has passed every stage (OpenVINO's StopAndWait); False on timeout. Results beyond capacity wait for a puller.
+        """
+    def trace(self, path: str) -> None:
+        """
+        Writes the recent samples' stage spans as Chrome trace JSON (open it in Perfetto).
         """
     def try_push(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
         ...

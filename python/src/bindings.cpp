@@ -305,6 +305,35 @@ ResultCallback result_callback(const py::object& callable) {
   };
 }
 
+// A Python callable as a Stage. It runs on the stage's own threads, taking the GIL only around the
+// call: it gets the Sample and returns its new tensors (None: unchanged; a list of arrays, a dict of
+// name to array, or a Sample). Returned arrays are copied, so the engine holds no Python object.
+Stage python_stage(const py::object& callable, std::string name, int threads) {
+  if (!PyCallable_Check(callable.ptr())) throw py::type_error("Stage needs a callable");
+  if (name.empty()) {
+    py::object named = py::getattr(callable, "__name__", py::none());
+    name = named.is_none() ? py::str(py::type::of(callable).attr("__name__")).cast<std::string>()
+                           : py::str(named).cast<std::string>();
+  }
+  std::shared_ptr<py::object> fn = hold(callable);
+  return Stage(std::move(name), [fn](Sample& sample) {
+    // While Python shuts down a thread asking for the GIL may be ended or never get it.
+    if (python_is_finalizing()) throw Error("Python is shutting down; the stage was not called");
+    py::gil_scoped_acquire gil;
+    try {
+      py::object result = (*fn)(py::cast(sample));
+      if (result.is_none()) return;
+      Sample out = PyInputs(result).take();
+      sample.names = std::move(out.names);
+      sample.tensors = std::move(out.tensors);
+    } catch (py::error_already_set& raised) {
+      // The message is kept; the exception object (and its traceback) is let go under the GIL.
+      throw Error(py::str(raised.type().attr("__name__")).cast<std::string>() + ": " +
+                  py::str(raised.value()).cast<std::string>());
+    }
+  }, threads);
+}
+
 // Destroying a Run or a queue joins threads and may wait for callbacks that need the GIL: never
 // with the GIL held. While Python shuts down, no callback can run any more, so a queue does not
 // wait for its requests then.
@@ -359,6 +388,8 @@ PYBIND11_MODULE(_ringflow, m) {
       new_exception(m, "TimeoutError", {error, PyExc_TimeoutError}, "A call did not finish in time.");
   static py::object inference_error =
       new_exception(m, "InferenceError", {error}, "One sample failed in a pipeline stage.");
+  static py::object cancelled_error = new_exception(
+      m, "CancelledError", {error}, "The sample was dropped by Run.cancel() before it ran.");
   static py::object callback_error = new_exception(
       m, "CallbackError", {error}, "A user callback raised; the operation that called it completed.");
   py::register_exception_translator([](std::exception_ptr p) {
@@ -376,6 +407,8 @@ PYBIND11_MODULE(_ringflow, m) {
       PyErr_SetString(timeout_error.ptr(), e.what());
     } catch (const InferenceError& e) {
       PyErr_SetString(inference_error.ptr(), e.what());
+    } catch (const CancelledError& e) {
+      PyErr_SetString(cancelled_error.ptr(), e.what());
     } catch (const CallbackError& e) {
       // The callbacks' own exceptions: the first becomes __cause__, all of them .errors.
       // KeyboardInterrupt and SystemExit are raised as themselves, with a CallbackError for the
@@ -525,7 +558,7 @@ PYBIND11_MODULE(_ringflow, m) {
 
   py::class_<PreprocessOptions>(m, "PreprocessOptions")
       .def(py::init([](ColorFormat input_format, ColorFormat model_format, int w, int h, int d,
-                       std::vector<float> mean, std::vector<float> stddev, bool resize) {
+                       std::vector<float> mean, std::vector<float> stddev, bool resize, int threads) {
              PreprocessOptions o;
              o.input_format = input_format;
              o.model_format = model_format;
@@ -535,12 +568,13 @@ PYBIND11_MODULE(_ringflow, m) {
              o.normalize.mean = std::move(mean);
              o.normalize.stddev = std::move(stddev);
              o.resize = resize;
+             o.threads = threads;
              return o;
            }),
            py::arg("input_format") = ColorFormat::RGB, py::arg("model_format") = ColorFormat::RGB,
            py::arg("input_max_width") = 0, py::arg("input_max_height") = 0,
            py::arg("input_max_depth") = 0, py::arg("mean") = std::vector<float>(),
-           py::arg("stddev") = std::vector<float>(), py::arg("resize") = true)
+           py::arg("stddev") = std::vector<float>(), py::arg("resize") = true, py::arg("threads") = 1)
       .def_readwrite("input_format", &PreprocessOptions::input_format)
       .def_readwrite("model_format", &PreprocessOptions::model_format)
       .def_readwrite("input_max_width", &PreprocessOptions::input_max_width)
@@ -548,6 +582,7 @@ PYBIND11_MODULE(_ringflow, m) {
       .def_readwrite("input_max_depth", &PreprocessOptions::input_max_depth)
       .def_readwrite("normalize", &PreprocessOptions::normalize)
       .def_readwrite("resize", &PreprocessOptions::resize)
+      .def_readwrite("threads", &PreprocessOptions::threads, "Threads of the Run's preprocess stage.")
       .def("enabled", &PreprocessOptions::enabled)
       .def_static("imagenet", &PreprocessOptions::imagenet, py::arg("max_width") = 224,
                   py::arg("max_height") = 224);
@@ -599,11 +634,12 @@ max_batch, max_delay_us: dynamic batching for models with a dynamic batch dimens
 output_memory: Owned results own their buffers. Pooled results borrow pooled buffers, reused only
     after every Tensor, Sample and numpy array referring to one is gone; no allocation per sample.
 enable_metrics: latency and per-stage timing in stats(); counters are always kept.
+trace_samples: keep the stage spans of about this many recent samples for Run.trace(); 0: off.
 max_shape: {input name: upper bounds per dimension} for the dimensions the model leaves dynamic;
     -1 or None leaves one unbounded. A push beyond a bound raises ShapeError.)doc")
       .def(py::init([](std::size_t queue_depth, OverflowPolicy policy, py::object on_input_drop, int workers,
                        bool ordered, int max_batch, int max_delay_us, OutputMemory output_memory,
-                       bool enable_metrics, const py::dict& max_shape) {
+                       bool enable_metrics, const py::dict& max_shape, std::size_t trace_samples) {
              RunOptions o;
              o.queue_depth = queue_depth;
              o.overflow_policy = policy;
@@ -615,13 +651,15 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
              o.output_memory = output_memory;
              o.enable_metrics = enable_metrics;
              o.max_shape = shape_map(max_shape);
+             o.trace_samples = trace_samples;
              return o;
            }),
            py::arg("queue_depth") = RunOptions().queue_depth,
            py::arg("overflow_policy") = OverflowPolicy::Block, py::arg("on_input_drop") = py::none(),
            py::arg("workers") = 1, py::arg("ordered") = true, py::arg("max_batch") = 1,
            py::arg("max_delay_us") = 0, py::arg("output_memory") = OutputMemory::Owned,
-           py::arg("enable_metrics") = true, py::arg("max_shape") = py::dict())
+           py::arg("enable_metrics") = true, py::arg("max_shape") = py::dict(),
+           py::arg("trace_samples") = RunOptions().trace_samples)
       .def_readwrite("queue_depth", &RunOptions::queue_depth)
       .def_readwrite("overflow_policy", &RunOptions::overflow_policy)
       .def_property("on_input_drop", [](const RunOptions& o) { return static_cast<bool>(o.on_input_drop); },
@@ -632,6 +670,7 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def_readwrite("max_delay_us", &RunOptions::max_delay_us)
       .def_readwrite("output_memory", &RunOptions::output_memory)
       .def_readwrite("enable_metrics", &RunOptions::enable_metrics)
+      .def_readwrite("trace_samples", &RunOptions::trace_samples)
       .def_property("max_shape", [](const RunOptions& o) { return o.max_shape; },
                     [](RunOptions& o, const py::dict& d) { o.max_shape = shape_map(d); })
       .def_static("Realtime", &RunOptions::Realtime)
@@ -649,9 +688,21 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def_readonly("p99_ms", &LatencySummary::p99_ms);
   py::class_<StageStats>(m, "StageStats")
       .def_readonly("name", &StageStats::name)
+      .def_readonly("threads", &StageStats::threads)
       .def_readonly("samples", &StageStats::samples)
       .def_readonly("avg_wait_ms", &StageStats::avg_wait_ms)
-      .def_readonly("avg_compute_ms", &StageStats::avg_compute_ms);
+      .def_readonly("avg_compute_ms", &StageStats::avg_compute_ms)
+      .def_readonly("busy_ms", &StageStats::busy_ms)
+      .def_readonly("occupancy", &StageStats::occupancy)
+      .def("__repr__", [](const StageStats& s) {
+        char text[256];
+        std::snprintf(text, sizeof text,
+                      "StageStats(name='%s', threads=%d, samples=%llu, avg_wait_ms=%.3f, avg_compute_ms=%.3f, "
+                      "occupancy=%.2f)",
+                      s.name.c_str(), s.threads, static_cast<unsigned long long>(s.samples), s.avg_wait_ms,
+                      s.avg_compute_ms, s.occupancy);
+        return std::string(text);
+      });
   py::class_<InputStats>(m, "InputStats")
       .def_readonly("pushes", &InputStats::pushes)
       .def_readonly("push_failures", &InputStats::push_failures)
@@ -665,6 +716,7 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .def_readonly("outputs_ready", &RunStats::outputs_ready)
       .def_readonly("outputs_pulled", &RunStats::outputs_pulled)
       .def_readonly("errors", &RunStats::errors)
+      .def_readonly("cancelled", &RunStats::cancelled)
       .def_readonly("batches", &RunStats::batches)
       .def_readonly("avg_batch_size", &RunStats::avg_batch_size)
       .def_readonly("latency", &RunStats::latency)
@@ -737,7 +789,8 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
       .value("Ok", PullStatus::Ok)
       .value("Timeout", PullStatus::Timeout)
       .value("Closed", PullStatus::Closed)
-      .value("Error", PullStatus::Error);
+      .value("Error", PullStatus::Error)
+      .value("Cancelled", PullStatus::Cancelled);
   py::class_<PullResult>(m, "PullResult")
       .def_readonly("status", &PullResult::status)
       .def_readonly("sample", &PullResult::sample)
@@ -751,9 +804,70 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
                            "A report thread that several Runs' callbacks can share (AscendCL's subscribed thread).")
       .def(py::init<>());
 
+  // ---- Stage, Graph -------------------------------------------------------------------------
+  py::class_<Stage>(m, "Stage", R"doc(A step of your own in a Graph, on threads of its own.
+
+fn(sample) gets an rf.Sample and returns its new tensors: a list of arrays, a dict of name to array,
+a Sample, or None to leave them as they are. The metadata (frame_id, stream_id, input_seq) is
+carried over. It runs on the stage's `threads` threads, holding the GIL only around the call; with
+several threads, samples still go on in push order when the Run is ordered. If it raises, that
+sample alone fails (pulled as an Error naming the stage) and the Run goes on.)doc")
+      .def(py::init([](const py::object& fn, const std::string& name, int threads) {
+             return python_stage(fn, name, threads);
+           }),
+           py::arg("fn"), py::kw_only(), py::arg("name") = "", py::arg("threads") = 1)
+      .def_property_readonly("name", &Stage::name)
+      .def_property_readonly("threads", &Stage::threads)
+      .def("__call__",
+           [](const Stage& self, const py::object& inputs) {
+             Sample sample = PyInputs(inputs).take();
+             py::gil_scoped_release release;
+             self.function()(sample);
+             return sample;
+           },
+           py::arg("inputs"), "Runs the stage's function on these inputs on the calling thread; returns the Sample.")
+      .def("__repr__", [](const Stage& s) {
+        return "Stage(name='" + s.name() + "', threads=" + std::to_string(s.threads()) + ")";
+      });
+  m.def("TopK",
+        [](int k, bool softmax, std::string input, int threads) {
+          return TopK(TopKOptions{k, softmax, std::move(input), threads});
+        },
+        py::arg("k") = 5, py::arg("softmax") = false, py::arg("input") = "", py::arg("threads") = 1,
+        R"doc(A Stage for classifiers: replaces the [C] or [N, C] scores (input: by name; default the first
+tensor) with "topk_indices" (int64 [N, k], best first, ties to the lower index) and "topk_scores"
+(float32 [N, k]; softmax probabilities with softmax=True).)doc");
+  m.def("DetectionOutput",
+        [](float score_threshold, float iou_threshold, int top_k, std::string detections, std::string boxes,
+           std::string scores, int background_label, int threads) {
+          DetectionOutputOptions o;
+          o.score_threshold = score_threshold;
+          o.iou_threshold = iou_threshold;
+          o.top_k = top_k;
+          o.detections = std::move(detections);
+          o.boxes = std::move(boxes);
+          o.scores = std::move(scores);
+          o.background_label = background_label;
+          o.threads = threads;
+          return DetectionOutput(o);
+        },
+        py::arg("score_threshold") = 0.5f, py::arg("iou_threshold") = 0.45f, py::arg("top_k") = 200,
+        py::arg("detections") = "", py::arg("boxes") = "", py::arg("scores") = "", py::arg("background_label") = -1,
+        py::arg("threads") = 1,
+        R"doc(A Stage for detectors: per-class non-maximum suppression of SSD-style [1, 1, N, 7] rows
+(detections) or of raw boxes [N, 4] with scores [N, C]. Replaces them with "detections": float32
+[M, 7] rows [image_id, label, score, x_min, y_min, x_max, y_max], best first, M <= top_k; a
+detection is kept if its score is above score_threshold and it overlaps no better one of its class
+by more than iou_threshold.)doc");
+
   py::class_<Graph>(m, "Graph")
       .def(py::init<>())
-      .def("add", &Graph::add, py::arg("fragment"), py::return_value_policy::reference_internal)
+      .def("add", py::overload_cast<Model::Fragment>(&Graph::add), py::arg("fragment"),
+           py::return_value_policy::reference_internal)
+      .def("add", py::overload_cast<Stage>(&Graph::add), py::arg("stage"), py::return_value_policy::reference_internal)
+      .def("add", [](Graph& self, const py::function& fn) -> Graph& { return self.add(python_stage(fn, "", 1)); },
+           py::arg("fn"), py::return_value_policy::reference_internal,
+           "Adds a step: a model fragment (model.graph()), a Stage, or a callable (as Stage(fn)).")
       .def("build",
            [](const Graph& self, const py::object& seed, const RunOptions& options) {
              PyInputs in(seed);  // holds the arrays the seed borrows until build() returns
@@ -814,6 +928,16 @@ it kept an array of them.)doc")
            [](Run& self, int timeout_ms) { return waiting([&] { return self.wait_all(timeout_ms); }); },
            py::arg("timeout_ms") = -1,
            "Waits until every accepted sample has been delivered (callback returned, or pulled); False on timeout.")
+      .def("stop_and_wait",
+           [](Run& self, int timeout_ms) { return waiting([&] { return self.stop_and_wait(timeout_ms); }); },
+           py::arg("timeout_ms") = -1,
+           "Closes the input and waits until every accepted sample has passed every stage (OpenVINO's "
+           "StopAndWait); False on timeout. Results beyond capacity wait for a puller.")
+      .def("cancel", &Run::cancel, py::call_guard<py::gil_scoped_release>(),
+           "Closes the input and drops every accepted sample that has not run yet; each is delivered with "
+           "status Cancelled (pull() raises CancelledError for it). Samples already running finish.")
+      .def("trace", &Run::trace, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
+           "Writes the recent samples' stage spans as Chrome trace JSON (open it in Perfetto).")
       .def("stop", &Run::stop, py::call_guard<py::gil_scoped_release>(),
            "Stops intake, cancels queued work, wakes waiting push/pull calls and joins the engine's threads.")
       // A result that is already there is taken without giving up the GIL; only waiting releases it.

@@ -50,6 +50,12 @@ class InferenceError : public Error {
   using Error::Error;
 };
 
+// The sample was dropped by Run::cancel() before it ran.
+class CancelledError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A user callback threw. The operation that called it completed: accepted() says whether the
 // sample pushed by the call that raised this was accepted (so a retry cannot duplicate it), and
 // causes() holds the callbacks' own exceptions, in the order they were raised.

@@ -35,6 +35,8 @@ struct PreprocessOptions {
   } normalize;
   // Bilinear resize (pixel centres aligned, like OpenCV's INTER_LINEAR) to the model's H x W.
   bool resize = true;
+  // Threads of the Run's preprocess stage: frames are converted in parallel, in order.
+  int threads = 1;
 
   bool enabled() const { return input_max_width > 0 && input_max_height > 0 && input_max_depth > 0; }
 
@@ -120,6 +122,8 @@ class Model {
   Fragment graph(RouteOptions route) const;
 
  private:
+  friend class Graph;
+  explicit Model(std::shared_ptr<const ModelImpl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const ModelImpl> impl_;
 };
 

@@ -1,10 +1,11 @@
 // Run: a started pipeline. Push samples in from any threads, pull results out from any threads.
 //
-//   push ─► input ring ─► dispatch (preprocess, batch) ─► ring ─► infer × workers ─► results ─► pull
+//   push ─► input ring ─► admission ─► [your stages] ─► [preprocess] ─► batch ─► infer × workers
+//        ─► [postprocess, your stages] ─► reorder ─► pull / callback
 //
-// Stages are connected by lock-free ring buffers (cpp/src/ring_buffer.hpp); every waiting thread
-// spins briefly and then parks (cpp/src/event_count.hpp). The dispatch thread numbers the samples it
-// starts, and the results stage hands them out in that order (ordered) or as they finish.
+// Stages are connected by lock-free rings; every waiting thread spins briefly and then parks.
+// Admission numbers the samples it starts, and each stage (and delivery) takes them in that order
+// when the Run is ordered, or as they come otherwise. A Graph says which stages there are.
 //
 // Memory is bounded: the input ring holds `queue_depth` samples, and the dispatcher starts a sample
 // only when one of `queue_depth + workers × max_batch` result slots is free, so a consumer that
@@ -72,6 +73,8 @@ struct RunOptions {
 
   OutputMemory output_memory = OutputMemory::Owned;
   bool enable_metrics = true;  // latency and per-stage timing; counters are always kept
+  // Keep the stage spans of about this many recent samples for trace(); 0 turns tracing off.
+  std::size_t trace_samples = 256;
 
   // Upper bounds for the dimensions a model leaves dynamic, by input name: {"input_ids", {1, 128}}
   // lets a sequence be up to 128 long. Same rank as the input; -1 leaves a dimension unbounded.
@@ -92,6 +95,7 @@ enum class PullStatus {
   Timeout,  // nothing arrived within the timeout; the Run is still open
   Closed,   // close_input() was called and every result has been pulled: end of stream
   Error,    // the next sample failed; `error` says why. Pull again for the samples after it.
+  Cancelled,  // the next sample was dropped by cancel() before it ran (its metadata is in `sample`)
 };
 
 const char* pull_status_name(PullStatus status);
@@ -164,9 +168,22 @@ class Run {
 
   // No more input. Samples already accepted are still processed and delivered.
   void close_input();
+  // close_input(), then waits until every accepted sample has passed every stage and waits to be
+  // pulled (or was delivered to the callback): OpenVINO's StopAndWait. False if `timeout_ms`
+  // (>= 0) passed first. With pull(), results beyond capacity() wait for a puller, so pull from
+  // another thread meanwhile.
+  bool stop_and_wait(int timeout_ms = -1);
+  // close_input(), and every accepted sample that has not started inference (or, after it, a stage)
+  // yet is dropped: it is delivered with status Cancelled (pull() throws CancelledError for it), so
+  // pulled + cancelled + failed always adds up to accepted. Samples already in flight finish.
+  void cancel();
+  // Writes the stage spans of the most recent samples (RunOptions.trace_samples) as Chrome trace
+  // JSON: open it in Perfetto (ui.perfetto.dev) or chrome://tracing to see the stages overlap.
+  void trace(const std::string& path) const;
 
   // The next result in push order, or nullopt on timeout or end of stream (use pull_with_status to
-  // tell them apart). Throws InferenceError if that sample failed. timeout_ms < 0 waits forever.
+  // tell them apart). Throws InferenceError if that sample failed, CancelledError if cancel()
+  // dropped it. timeout_ms < 0 waits forever.
   std::optional<Sample> pull(int timeout_ms = -1);
   PullResult pull_with_status(int timeout_ms = -1);
 

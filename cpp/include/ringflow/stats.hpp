@@ -16,12 +16,18 @@ struct LatencySummary {
   double avg_ms = 0, min_ms = 0, max_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0;
 };
 
-// Time samples spent waiting in a stage's input queue, against time spent computing in the stage.
+// One stage of the pipeline: time samples spent waiting in its input queue, against time its
+// threads spent working on them.
 struct StageStats {
-  std::string name;  // "preprocess", "inference", "postprocess", "reorder"
+  // Your stages by their names, around the built-in ones: "preprocess", "inference", "postprocess"
+  // (splitting batched results), "reorder" (waiting to be pulled in order).
+  std::string name;
+  int threads = 1;
   std::uint64_t samples = 0;
-  double avg_wait_ms = 0;
-  double avg_compute_ms = 0;
+  double avg_wait_ms = 0;     // in the stage's input queue
+  double avg_compute_ms = 0;  // per sample (a batch's time counts for each of its samples)
+  double busy_ms = 0;         // total time the stage's threads were working
+  double occupancy = 0;       // busy_ms / (elapsed time x threads), 0..1: near 1 is the bottleneck
 };
 
 struct InputStats {
@@ -39,6 +45,7 @@ struct RunStats {
   std::uint64_t outputs_ready = 0;   // results delivered by the pipeline, pulled or not
   std::uint64_t outputs_pulled = 0;
   std::uint64_t errors = 0;          // samples that failed in a stage (pulled as Error)
+  std::uint64_t cancelled = 0;       // samples Run::cancel() stopped before they ran (pulled as Cancelled)
   std::uint64_t batches = 0;         // inference calls
   double avg_batch_size = 0;
   LatencySummary latency;            // push accepted -> pulled
