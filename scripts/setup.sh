@@ -12,8 +12,9 @@ with_cpp=false
 
 log() { printf '\n== %s\n' "$*"; }
 
-# OpenCV's C++ image codecs let the C++ tutorials read --image files, as the Python ones do.
-apt_packages=(g++ libopencv-imgcodecs-dev)
+# OpenCV's C++ image codecs let the C++ tutorials read --image files, as the Python ones do; its
+# videoio module lets tutorial 019 read and write its video.
+apt_packages=(g++ libopencv-imgcodecs-dev libopencv-videoio-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

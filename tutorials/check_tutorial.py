@@ -2,7 +2,9 @@
 
 Both must exit 0 and print identical stdout, containing the expected lines; with --same-keys, lines
 need only agree up to their first "=" (for measured values), and with --measured KEY only the
-"KEY=" lines do. With --expect-fail, both must exit 1
+"KEY=" lines do, and "KEY=value" words inside other lines are compared up to their "=".
+--expect-ge and --expect-gt compare a "KEY=number" line's value with a number or another key's
+value, in each language's output. With --expect-fail, both must exit 1
 and print one "[FAIL] <reason>" line on stderr.
 """
 
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 
 def write_test_image(directory: Path) -> Path:
@@ -28,14 +31,46 @@ def write_test_image(directory: Path) -> Path:
     return path
 
 
+def mask_measured(line: str, measured: list[str]) -> str:
+    """A line as compared with --measured: "KEY" for a "KEY=..." line, else with the value of each
+    measured "KEY=value" word left out ("stage=draw compute_ms=0.52" -> "stage=draw compute_ms=")."""
+    if line.split("=", 1)[0] in measured:
+        return line.split("=", 1)[0]
+    return " ".join(word.split("=", 1)[0] + "=" if "=" in word and word.split("=", 1)[0] in measured else word
+                    for word in line.split(" "))
+
+
 def shape(stdout: str, keys_only: bool, measured: list[str]) -> list[str]:
     """The lines to compare: whole, or only their "key=" part when values are measurements."""
-    lines = [line.split("=", 1)[0] if line.split("=", 1)[0] in measured else line
-             for line in stdout.splitlines()]
+    lines = [mask_measured(line, measured) for line in stdout.splitlines()]
     if not keys_only:
         return lines
     # Free-text lines (no "=") are compared up to their first digit, e.g. "throughput: 12.0 fps".
     return [line.split("=", 1)[0] if "=" in line else re.split(r"\d", line, maxsplit=1)[0] for line in lines]
+
+
+def compare(lines: list[str], op: str, left: str, right: str) -> Optional[str]:
+    """Checks "left=number" against a number or another key's value; returns the problem, if any."""
+    values = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key] = value
+
+    def number(token: str) -> Optional[float]:
+        try:
+            return float(values[token] if token in values else token)
+        except ValueError:
+            return None
+
+    a, b = number(left), number(right)
+    if a is None or b is None:
+        missing = left if a is None else right
+        return f"printed no numeric {missing!r} line to compare"
+    passed = a >= b if op == ">=" else a > b
+    if passed:
+        return None
+    return f"{left}={a:g} is not {op} {right}" + (f" ({b:g})" if right in values else "")
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -53,6 +88,10 @@ def main() -> int:
     parser.add_argument("--expect", action="append", default=[], help="a line stdout must contain")
     parser.add_argument("--expect-regex", action="append", default=[], help="a regex some line must match")
     parser.add_argument("--expect-count", nargs=2, metavar=("PREFIX", "N"), help="N lines start with PREFIX")
+    parser.add_argument("--expect-ge", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="KEY's value >= VALUE, a number or another key (e.g. mean_iou 0.8)")
+    parser.add_argument("--expect-gt", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="KEY's value > VALUE, a number or another key (e.g. fps_pipeline fps_sync)")
     parser.add_argument("--expect-fail", action="store_true", help="both must fail cleanly")
     parser.add_argument("--with-image", action="store_true", help="pass --image with a generated PNG")
     parser.add_argument("--same-keys", action="store_true", help="compare lines only up to the first '='")
@@ -90,6 +129,11 @@ def main() -> int:
             seen = sum(line.startswith(prefix) for line in lines)
             if seen != count:
                 problems.append(f"{name} printed {seen} lines starting {prefix!r}; expected {count}")
+        for op, checks in ((">=", options.expect_ge), (">", options.expect_gt)):
+            for left, right in checks:
+                problem = compare(lines, op, left, right)
+                if problem:
+                    problems.append(f"{name} {problem}")
     if not options.expect_fail and shape(cpp.stdout, options.same_keys, options.measured) != shape(
             py.stdout, options.same_keys, options.measured):
         problems.append("C++ and Python printed different lines")

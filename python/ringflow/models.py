@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-BUILTIN = ("resnet50", "tiny-mlp")
+BUILTIN = ("resnet50", "tiny-mlp", "squares-detector")
 
 # Bump when the generated graphs or weights change, so stale cache files are
 # never picked up: the revision is part of every cached file name.
@@ -23,6 +23,7 @@ _REVISION = 2
 _FILE_NAMES = {
     "resnet50": f"resnet50-v1.5-seed0-r{_REVISION}.onnx",
     "tiny-mlp": f"tiny-mlp-seed0-r{_REVISION}.onnx",
+    "squares-detector": f"squares-detector-r{_REVISION}.onnx",
 }
 
 _OPSET = 17
@@ -258,9 +259,95 @@ def tiny_mlp(batch: str | int = "N", seed: int = 0) -> onnx.ModelProto:
     return g.model("tiny-mlp", [batch, 64], [batch, 10])
 
 
+# squares-detector: finds solid red, green and blue squares of one known size, SSD style.
+SQUARES_HEIGHT = 240
+SQUARES_WIDTH = 320
+SQUARE_SIZE = 32
+SQUARES_ANCHOR_STRIDE = 2
+# Labels as in SSD models, where 0 would be the background.
+SQUARES_LABELS = {1: "red", 2: "green", 3: "blue"}
+
+
+def squares_detector(height: int = SQUARES_HEIGHT, width: int = SQUARES_WIDTH,
+                     size: int = SQUARE_SIZE,
+                     stride: int = SQUARES_ANCHOR_STRIDE) -> onnx.ModelProto:
+    """A detector for solid red, green and blue squares of size x size pixels.
+
+    Input "image": float32 [1, 3, H, W], RGB in [0, 1] (the built-in preprocessing of BGR frames
+    with model_format RGB and no normalization). Output "detections": float32 [1, 1, N, 7], SSD
+    rows [image_id, label, confidence, x_min, y_min, x_max, y_max] with coordinates normalized to
+    [0, 1] and labels 1 red, 2 green, 3 blue; one row per class and anchor, before NMS.
+
+    Nothing is trained. A 1x1 conv scores each pixel per class (how much that channel exceeds the
+    other two, clipped to [0, 1], so grey is 0 and a saturated colour 1). Two average pools, 1 x size
+    then size x 1 with the anchor stride, give for every size x size anchor the fraction f of its
+    pixels that have the colour. The confidence is clip((f - 0.75) * 4, 0, 1): 1 for an anchor on
+    the square, 0.5 when it is 4 pixels off (IoU 0.78), so after per-class NMS at IoU 0.45 one box
+    per square is left, within stride / 2 pixels of the truth.
+    """
+    if (height - size) % stride or (width - size) % stride:
+        raise ValueError("the anchors must tile the image exactly")
+    rows = (height - size) // stride + 1
+    cols = (width - size) // stride + 1
+    anchors = rows * cols
+    classes = len(SQUARES_LABELS)
+    g = _GraphBuilder(seed=0)
+
+    def const(name: str, value: np.ndarray) -> str:
+        g.initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+    # Score = 4 * (own channel - mean of the other two) - 1, clipped to [0, 1].
+    colour = np.full((classes, 3), -2.0, np.float32)
+    np.fill_diagonal(colour, 4.0)
+    x = g.node("Conv", ["image", const("colour.weight", colour.reshape(classes, 3, 1, 1)),
+                        const("colour.bias", np.full(classes, -1.0, np.float32))],
+               "colour", kernel_shape=[1, 1])
+    zero = const("zero", np.array(0.0, np.float32))
+    one = const("one", np.array(1.0, np.float32))
+    x = g.node("Clip", [x, zero, one], "colour.clip")
+    # The fraction of each anchor's window that has the colour: a separable box filter.
+    x = g.node("AveragePool", [x], "box.rows", kernel_shape=[1, size], strides=[1, stride])
+    x = g.node("AveragePool", [x], "box.cols", kernel_shape=[size, 1], strides=[stride, 1])
+    x = g.node("Sub", [x, const("fraction.offset", np.array(0.75, np.float32))], "fraction.sub")
+    x = g.node("Mul", [x, const("fraction.gain", np.array(4.0, np.float32))], "fraction.mul")
+    x = g.node("Clip", [x, zero, one], "confidence")
+    conf = g.node("Reshape", [x, const("conf.shape", np.array([classes, anchors, 1], np.int64))],
+                  "confidence.rows")
+
+    # Constant columns: [image_id, label] per class and the anchor boxes, the same for every class.
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    x0 = (xs.reshape(-1) * stride).astype(np.float32)
+    y0 = (ys.reshape(-1) * stride).astype(np.float32)
+    boxes = np.stack([x0 / width, y0 / height, (x0 + size) / width, (y0 + size) / height], -1)
+    ids = np.zeros((classes, 1, 2), np.float32)
+    ids[:, 0, 1] = sorted(SQUARES_LABELS)
+    expand = const("rows.shape", np.array([classes, anchors, 1], np.int64))
+    ids = g.node("Expand", [const("ids", ids), expand], "ids.rows")
+    boxes = g.node("Expand", [const("anchors", boxes.reshape(1, anchors, 4).astype(np.float32)),
+                              expand], "anchors.rows")
+    x = g.node("Concat", [ids, conf, boxes], "rows", axis=-1)
+    g.node("Reshape", [x, const("detections.shape", np.array([1, 1, classes * anchors, 7], np.int64))],
+           "detections")
+
+    graph = helper.make_graph(
+        g.nodes, "squares-detector",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT,
+                                       [1, 1, classes * anchors, 7])],
+        initializer=g.initializers,
+    )
+    model = helper.make_model(graph, producer_name="ringflow.models",
+                              opset_imports=[helper.make_opsetid("", _OPSET)])
+    model.ir_version = _IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
 _BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     "resnet50": resnet50,
     "tiny-mlp": tiny_mlp,
+    "squares-detector": squares_detector,
 }
 
 
