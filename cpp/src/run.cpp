@@ -832,9 +832,7 @@ void RunImpl::infer(std::vector<Item>& items, std::size_t worker) {
     for (const Item& item : items) waited += ns_between(item.queued, start);
     inference_clock_.record(n, waited, ns_between(start, inferred) * n);
   }
-  if (trace_) {
-    for (const Item& item : items) trace_->record(inference_lanes_[worker], item, start, inferred);
-  }
+  if (trace_) trace_->record(inference_lanes_[worker], items.data(), n, start, inferred);
   for (std::size_t k = 0; k < n; ++k) {
     Item& item = items[k];
     try {

@@ -38,19 +38,22 @@ std::uint32_t TraceLog::add_lane(std::string name) {
   return static_cast<std::uint32_t>(lanes_.size() - 1);
 }
 
-void TraceLog::record(std::uint32_t lane, const Item& item, Clock::time_point start, Clock::time_point end) {
+void TraceLog::record(std::uint32_t lane, const Item* items, std::size_t count, Clock::time_point start,
+                      Clock::time_point end) {
   if (slots_.empty()) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  Slot& slot = slots_[item.ordinal % slots_.size()];
-  if (!slot.used || slot.ordinal < item.ordinal) {
-    slot.used = true;
-    slot.ordinal = item.ordinal;
-    slot.spans.clear();
-  } else if (slot.ordinal > item.ordinal) {
-    return;  // a sample older than the newest `samples`: not kept
-  }
-  if (slot.spans.size() < per_sample_) {
-    slot.spans.push_back(Span{lane, item.status, item.sample.input_seq, item.sample.frame_id, start, end});
+  for (const Item* item = items; item != items + count; ++item) {
+    Slot& slot = slots_[item->ordinal % slots_.size()];
+    if (!slot.used || slot.ordinal < item->ordinal) {
+      slot.used = true;
+      slot.ordinal = item->ordinal;
+      slot.spans.clear();
+    } else if (slot.ordinal > item->ordinal) {
+      continue;  // a sample older than the newest `samples`: not kept
+    }
+    if (slot.spans.size() < per_sample_) {
+      slot.spans.push_back(Span{lane, item->status, item->sample.input_seq, item->sample.frame_id, start, end});
+    }
   }
 }
 

@@ -23,7 +23,12 @@ class TraceLog {
   // A lane for one stage thread ("inference #1"). Call before the Run starts.
   std::uint32_t add_lane(std::string name);
 
-  void record(std::uint32_t lane, const Item& item, Clock::time_point start, Clock::time_point end);
+  // The span of `count` items that were processed together (a batch), under one lock.
+  void record(std::uint32_t lane, const Item* items, std::size_t count, Clock::time_point start,
+              Clock::time_point end);
+  void record(std::uint32_t lane, const Item& item, Clock::time_point start, Clock::time_point end) {
+    record(lane, &item, 1, start, end);
+  }
 
   // Throws Error if the file cannot be written.
   void write_chrome_json(const std::string& path) const;
