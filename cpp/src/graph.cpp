@@ -122,6 +122,10 @@ Run Graph::build(const Sample& seed, const RunOptions& options) const {
                                                : Shape{image[2], image[3], pre.input_max_depth};
   }
   if (!before_.empty()) push_specs.clear();  // the first stage takes anything
+  if (before_.empty() && seed.tensors.empty()) {
+    throw Error("Graph::build needs a seed: one representative input sample (it is checked and run once); only a "
+                "Graph with stages before the model needs none");
+  }
   auto impl = std::make_unique<RunImpl>(model, options, std::move(push_specs),
                                         max_shapes(options, model->inputs, pre.enabled()), before_, after_);
 

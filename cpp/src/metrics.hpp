@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "ringflow/stats.hpp"
@@ -75,6 +76,16 @@ class LatencyHistogram {
   std::atomic<std::uint64_t> min_ns_{UINT64_MAX};
   std::atomic<std::uint64_t> max_ns_{0};
 };
+
+inline std::uint64_t ns_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return to > from ? static_cast<std::uint64_t>(
+                         std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count())
+                   : 0;
+}
+
+inline std::int64_t ns_since_epoch(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 // Wait and compute time accumulated for one pipeline stage.
 struct StageClock {

@@ -12,6 +12,7 @@
 #include "buffer_pool.hpp"
 #include "callback_errors.hpp"
 #include "event_count.hpp"
+#include "fork_guard.hpp"
 #include "item.hpp"
 #include "metrics.hpp"
 #include "model_impl.hpp"
@@ -78,6 +79,10 @@ class RunImpl : private ReportThreadImpl::Subscriber {
     std::vector<std::pair<std::size_t, std::shared_ptr<BufferPool>>> by_bytes;
   };
   class Caller;
+  // The Run whose on_input_drop (or result callback) this thread is inside, if any: a push into it
+  // from there, or stopping it, is refused.
+  static thread_local const RunImpl* t_in_drop_callback;
+  static thread_local const RunImpl* t_in_result_callback;
   // set_callback(): the callback and the group being gathered for it. Touched only by the report
   // thread once set, apart from the immutable fields.
   struct Delivery {
@@ -92,6 +97,8 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   void add_stages(std::vector<Stage> before, std::vector<Stage> after);
   void validate(Sample& sample) const;
   void check_model_inputs(Sample& sample) const;
+  void check_tensors(const Sample& sample, const std::vector<TensorSpec>& specs) const;
+  bool on_own_stage_thread() const;
   Stage::Function preprocess_function() const;
   bool batchable(const Item& first, const Item& next) const;
   bool is_closed() const { return state_.load(std::memory_order_acquire) & 1; }
@@ -215,6 +222,22 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   std::vector<std::thread> threads_;
   std::mutex run_one_mutex_;
   std::uint64_t abandoned_ = 0;  // run() calls interrupted after their sample went in
+};
+
+// Counts a thread into push/pull/run for stop() to wait on; see callers_ above.
+class RunImpl::Caller {
+ public:
+  explicit Caller(RunImpl& run) : run_(run) {
+    check_not_forked(run.generation_, "this Run");
+    run_.callers_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  // The decrement is the caller's last touch of the Run: once stop() sees zero, the Run may be
+  // freed at once, so nothing (not even a wake-up) may follow it. stop() polls instead.
+  ~Caller() { run_.callers_.fetch_sub(1, std::memory_order_seq_cst); }
+  bool stopped() const { return run_.stopping_.load(std::memory_order_seq_cst); }
+
+ private:
+  RunImpl& run_;
 };
 
 }  // namespace ringflow

@@ -7,6 +7,11 @@
 #include "ringflow/errors.hpp"
 
 namespace ringflow {
+namespace {
+thread_local const void* t_stage_owner = nullptr;
+}  // namespace
+
+const void* stage_thread_owner() noexcept { return t_stage_owner; }
 
 StageQueue::StageQueue(std::size_t capacity, bool ordered) {
   if (ordered) {
@@ -65,6 +70,7 @@ void StageRunner::stop() {
 }
 
 void StageRunner::loop(std::uint32_t lane) {
+  t_stage_owner = context_.owner;
   const auto stopping = [this] { return context_.stopping->load(std::memory_order_acquire); };
   Stage::Function function;
   std::string setup_error;
@@ -82,8 +88,9 @@ void StageRunner::loop(std::uint32_t lane) {
     if (item.ok() && context_.cancelling->load(std::memory_order_acquire)) item.cancel();
     if (item.ok()) {
       Sample& s = item.sample;
-      // The metadata is the sample's identity: a stage may change the tensors, not who they belong to.
-      std::string stream_id = s.stream_id;
+      // The metadata is the sample's identity: a stage may change the tensors, not who they belong
+      // to. The stream id is moved aside (no allocation), so nothing here can throw outside the try.
+      std::string stream_id = std::move(s.stream_id);
       const std::int64_t frame_id = s.frame_id, pts_ns = s.pts_ns;
       const std::uint64_t input_seq = s.input_seq;
       const auto restore = [&] {
@@ -93,6 +100,7 @@ void StageRunner::loop(std::uint32_t lane) {
         s.input_seq = input_seq;
       };
       try {
+        s.stream_id = stream_id;  // the function sees it too
         if (!setup_error.empty()) throw Error(setup_error);
         function(s);
         if (s.names.size() != s.tensors.size()) s.names.resize(s.tensors.size());

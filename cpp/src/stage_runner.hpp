@@ -40,11 +40,15 @@ class StageQueue {
 
 // What a stage shares with its Run.
 struct StageContext {
+  const void* owner;                    // the Run: see stage_thread_owner()
   const std::atomic<bool>* stopping;    // stop(): leave, discarding what is queued
   const std::atomic<bool>* cancelling;  // cancel(): pass samples on as Cancelled instead of running them
   TraceLog* trace;                      // null: tracing off
   bool metrics;
 };
+
+// The Run whose stage this thread runs, or null: a Run refuses to stop or wait for itself from there.
+const void* stage_thread_owner() noexcept;
 
 class StageRunner {
  public:

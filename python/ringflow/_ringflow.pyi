@@ -752,9 +752,12 @@ class Stage:
 
     fn(sample) gets an rf.Sample and returns its new tensors: a list of arrays, a dict of name to array,
     a Sample, or None to leave them as they are. The metadata (frame_id, stream_id, input_seq) is
-    carried over. It runs on the stage's `threads` threads, holding the GIL only around the call; with
+    carried over. fn gets a copy of the sample: return new tensors rather than assigning to
+    sample.tensors. It runs on the stage's `threads` threads, holding the GIL only around the call; with
     several threads, samples still go on in push order when the Run is ordered. If it raises, that
-    sample alone fails (pulled as an Error naming the stage) and the Run goes on.
+    sample alone fails (pulled as an Error naming the stage) and the Run goes on. fn must not stop or
+    wait for its own Run. A Run is kept alive by its stages: if fn refers to the Run, stop it
+    explicitly (or use `with`).
     """
     def __init__(self, fn: Callable[[Sample], object], *, name: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
@@ -798,8 +801,13 @@ class Graph:
         """
         Adds a step: a model fragment (model.graph()), a Stage, or a callable (as Stage(fn)).
         """
-    def build(self, seed_inputs: Inputs, options: RunOptions = ...) -> Run:
+    @typing.overload
+    def add(self, model: Model) -> Graph:
         ...
+    def build(self, seed_inputs: Inputs | None = None, options: RunOptions = ...) -> Run:
+        """
+        Starts a Run. seed_inputs: one representative input, checked and run once so a model that cannot run fails here; None (or anything) when stages come before the model, which is then warmed up on synthetic inputs.
+        """
 class Run:
     def __enter__(self) -> Run:
         ...
@@ -811,7 +819,7 @@ class Run:
         ...
     def __next__(self) -> Sample:
         """
-        The next result; StopIteration at end of stream, InferenceError for a failed sample.
+        The next result; StopIteration at end of stream, InferenceError for a failed sample, CancelledError for one cancel() dropped.
         """
     def check(self, inputs: Inputs) -> None:
         """

@@ -809,9 +809,12 @@ max_shape: {input name: upper bounds per dimension} for the dimensions the model
 
 fn(sample) gets an rf.Sample and returns its new tensors: a list of arrays, a dict of name to array,
 a Sample, or None to leave them as they are. The metadata (frame_id, stream_id, input_seq) is
-carried over. It runs on the stage's `threads` threads, holding the GIL only around the call; with
+carried over. fn gets a copy of the sample: return new tensors rather than assigning to
+sample.tensors. It runs on the stage's `threads` threads, holding the GIL only around the call; with
 several threads, samples still go on in push order when the Run is ordered. If it raises, that
-sample alone fails (pulled as an Error naming the stage) and the Run goes on.)doc")
+sample alone fails (pulled as an Error naming the stage) and the Run goes on. fn must not stop or
+wait for its own Run. A Run is kept alive by its stages: if fn refers to the Run, stop it
+explicitly (or use `with`).)doc")
       .def(py::init([](const py::object& fn, const std::string& name, int threads) {
              return python_stage(fn, name, threads);
            }),
@@ -865,13 +868,38 @@ by more than iou_threshold.)doc");
       .def("add", py::overload_cast<Model::Fragment>(&Graph::add), py::arg("fragment"),
            py::return_value_policy::reference_internal)
       .def("add", py::overload_cast<Stage>(&Graph::add), py::arg("stage"), py::return_value_policy::reference_internal)
-      .def("add", [](Graph& self, const py::function& fn) -> Graph& { return self.add(python_stage(fn, "", 1)); },
+      .def("add",
+           [](Graph& self, const py::function& fn) -> Graph& {
+             // Easy slips that would otherwise fail every sample: a factory or method not called.
+             const py::module_ rf = py::module_::import("ringflow._ringflow");
+             for (const char* factory : {"TopK", "DetectionOutput", "Stage"}) {
+               if (fn.is(rf.attr(factory))) {
+                 throw py::type_error(std::string("Graph.add got rf.") + factory + " itself; call it: rf." + factory +
+                                      "(...)");
+               }
+             }
+             const py::object self_of = py::getattr(fn, "__self__", py::none());
+             if (py::isinstance<Model>(self_of)) {
+               throw py::type_error("Graph.add got a method of a Model; add its fragment: graph.add(model.graph())");
+             }
+             return self.add(python_stage(fn, "", 1));
+           },
            py::arg("fn"), py::return_value_policy::reference_internal,
            "Adds a step: a model fragment (model.graph()), a Stage, or a callable (as Stage(fn)).")
+      .def("add",
+           [](Graph&, const Model&) -> Graph& {
+             throw py::type_error("Graph.add takes a model's fragment: graph.add(model.graph())");
+           },
+           py::arg("model"))
       .def("build",
            [](const Graph& self, const py::object& seed, const RunOptions& options) {
-             PyInputs in(seed);  // holds the arrays the seed borrows until build() returns
-             Sample sample = in.take(/*borrow=*/true);
+             // None: no seed, for a Graph with stages before the model (which does not use one).
+             std::optional<PyInputs> in;  // holds the arrays the seed borrows until build() returns
+             Sample sample;
+             if (!seed.is_none()) {
+               in.emplace(seed);
+               sample = in->take(/*borrow=*/true);
+             }
              auto run = std::unique_ptr<Run, ReleaseGilDelete<Run>>();
              {
                py::gil_scoped_release release;
@@ -879,7 +907,10 @@ by more than iou_threshold.)doc");
              }
              return run;
            },
-           py::arg("seed_inputs"), py::arg("options") = RunOptions());
+           py::arg("seed_inputs") = py::none(), py::arg("options") = RunOptions(),
+           "Starts a Run. seed_inputs: one representative input, checked and run once so a model that cannot "
+           "run fails here; None (or anything) when stages come before the model, which is then warmed up on "
+           "synthetic inputs.");
 
   py::class_<Run, std::unique_ptr<Run, ReleaseGilDelete<Run>>>(m, "Run")
       .def("push",
@@ -978,7 +1009,8 @@ it kept an array of them.)doc")
              if (!next) throw py::stop_iteration();  // end of stream
              return std::move(*next);
            },
-           "The next result; StopIteration at end of stream, InferenceError for a failed sample.")
+           "The next result; StopIteration at end of stream, InferenceError for a failed sample, "
+           "CancelledError for one cancel() dropped.")
       .def("input_specs", &Run::input_specs)
       .def("output_specs", &Run::output_specs)
       .def_property_readonly("options", [](const Run& self) { return RunOptions(self.options()); },

@@ -103,7 +103,7 @@ def test_python_pre_and_post_stages_equal_the_computation_by_hand(mlp_path, orac
         np.testing.assert_allclose(s["probs"], expected["probs"], rtol=1e-5, atol=1e-6)
 
     names = [st.name for st in run.stats().stages]
-    assert names == ["pre", "preprocess", "inference", "postprocess", "post", "<lambda>", "reorder"]
+    assert names == ["pre", "inference", "postprocess", "post", "<lambda>", "reorder"]
     pre_stats = run.stats().stages[0]
     assert pre_stats.samples == N_SAMPLES and pre_stats.threads == threads
     assert pre_stats.busy_ms > 0 and 0 < pre_stats.occupancy <= 1
@@ -307,3 +307,62 @@ def test_stage_rejects_bad_arguments():
         rf.Stage(lambda s: None, threads=0)
     assert rf.Stage(lambda s: None).name == "<lambda>"
     assert repr(rf.Stage(print, name="show", threads=2)) == "Stage(name='show', threads=2)"
+
+
+def test_a_named_frame_from_a_stage_feeds_the_built_in_preprocessing():
+    """decode -> preprocess -> model: the decode stage may name its frame as it likes."""
+    pre = rf.PreprocessOptions(input_format=rf.ColorFormat.BGR, model_format=rf.ColorFormat.RGB,
+                               input_max_width=320, input_max_height=240, input_max_depth=3)
+    model = rf.Model(str(models.ensure("squares-detector")), rf.Model.Options(preprocess=pre))
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(6)]
+
+    def decode(sample: rf.Sample) -> dict[str, np.ndarray]:
+        return {"frame": frames[int(sample[0][0])]}
+
+    graph = rf.Graph().add(rf.Stage(decode, name="decode", threads=2)).add(model.graph())
+    run = graph.build(None, rf.RunOptions(queue_depth=8))  # no seed: the first stage takes numbers
+    for i in range(len(frames)):
+        run.push(np.array([i], np.int64), frame_id=i)
+    run.close_input()
+    pulled = list(run)
+    assert [s.frame_id for s in pulled] == list(range(len(frames)))
+    for frame, s in zip(frames, pulled):
+        np.testing.assert_array_equal(s["detections"], model.run(frame)["detections"])
+    assert [st.name for st in run.stats().stages][:2] == ["decode", "preprocess"]
+
+
+def test_graph_add_refuses_the_usual_slips(mlp_path):
+    model = rf.Model(mlp_path)
+    graph = rf.Graph()
+    with pytest.raises(TypeError, match=r"call it: rf.TopK\(...\)"):
+        graph.add(rf.TopK)
+    with pytest.raises(TypeError, match=r"graph.add\(model.graph\(\)\)"):
+        graph.add(model.graph)
+    with pytest.raises(TypeError, match=r"graph.add\(model.graph\(\)\)"):
+        graph.add(model)
+    with pytest.raises(rf.Error, match="needs a seed"):
+        graph.add(model.graph()).build()
+
+
+def test_a_stage_that_stops_or_waits_for_its_own_run_fails_that_sample(mlp_path):
+    holder: dict[str, rf.Run] = {}
+
+    def selfish(sample: rf.Sample):
+        if sample.frame_id == 1:
+            holder["run"].stop_and_wait()
+        if sample.frame_id == 2:
+            holder["run"].stop()
+
+    run = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(selfish, name="selfish")).build(
+        np.zeros((1, 64), np.float32))
+    holder["run"] = run
+    for i, x in enumerate(rows(4)):
+        run.push(x, frame_id=i)
+    run.close_input()
+    results = drain(run)
+    holder.clear()  # the stage's closure refers to the Run: break the cycle
+    assert [r.status for r in results] == [rf.PullStatus.Ok, rf.PullStatus.Error, rf.PullStatus.Error,
+                                           rf.PullStatus.Ok]
+    assert "stop_and_wait() called from inside one of this Run's own callbacks or stages" in results[1].error
+    assert "stop() called from inside one of this Run's own callbacks or stages" in results[2].error

@@ -18,7 +18,8 @@ class Graph {
   // Checks `seed_inputs` (one representative sample) as a push would be checked, runs the model on
   // it once, so a model that cannot run fails here rather than on the first sample, allocates the
   // pipeline and starts its threads. With stages before the model, push() takes whatever the first
-  // stage takes: the seed is not used, and the model is warmed up on synthetic inputs.
+  // stage takes: the seed is not used (it may be empty), and the model is warmed up on synthetic
+  // inputs.
   Run build(const std::vector<Tensor>& seed_inputs, const RunOptions& options = {}) const;
   // As above, with the seed's tensors matched to the model's inputs by name if it names them.
   Run build(const Sample& seed, const RunOptions& options = {}) const;

@@ -7,7 +7,7 @@
 // Admission numbers the samples it starts, and each stage (and delivery) takes them in that order
 // when the Run is ordered, or as they come otherwise. A Graph says which stages there are.
 //
-// Memory is bounded: the input ring holds `queue_depth` samples, and the dispatcher starts a sample
+// Memory is bounded: the input ring holds `queue_depth` samples, and admission starts a sample
 // only when one of `queue_depth + workers × max_batch` result slots is free, so a consumer that
 // stops pulling makes the input queue fill and the overflow policy decide (see capacity()).
 #pragma once
@@ -170,12 +170,13 @@ class Run {
   void close_input();
   // close_input(), then waits until every accepted sample has passed every stage and waits to be
   // pulled (or was delivered to the callback): OpenVINO's StopAndWait. False if `timeout_ms`
-  // (>= 0) passed first. With pull(), results beyond capacity() wait for a puller, so pull from
-  // another thread meanwhile.
+  // (>= 0) passed first. Only queue_depth + workers × max_batch results can wait unpulled: with
+  // more in flight, pull from another thread meanwhile, or this waits for that puller.
   bool stop_and_wait(int timeout_ms = -1);
-  // close_input(), and every accepted sample that has not started inference (or, after it, a stage)
-  // yet is dropped: it is delivered with status Cancelled (pull() throws CancelledError for it), so
-  // pulled + cancelled + failed always adds up to accepted. Samples already in flight finish.
+  // close_input(), and every accepted sample is dropped at the next stage it reaches (inference
+  // included) instead of running there: it is delivered with status Cancelled (pull() throws
+  // CancelledError for it), so nothing is lost silently: once drained, the Ok, Error and Cancelled
+  // results pulled add up to stats().input.inputs_enqueued. Work already running finishes.
   void cancel();
   // Writes the stage spans of the most recent samples (RunOptions.trace_samples) as Chrome trace
   // JSON: open it in Perfetto (ui.perfetto.dev) or chrome://tracing to see the stages overlap.

@@ -43,9 +43,9 @@ struct InputStats {
 struct RunStats {
   InputStats input;
   std::uint64_t outputs_ready = 0;   // results delivered by the pipeline, pulled or not
-  std::uint64_t outputs_pulled = 0;
+  std::uint64_t outputs_pulled = 0;  // Ok, Error and Cancelled alike
   std::uint64_t errors = 0;          // samples that failed in a stage (pulled as Error)
-  std::uint64_t cancelled = 0;       // samples Run::cancel() stopped before they ran (pulled as Cancelled)
+  std::uint64_t cancelled = 0;       // samples Run::cancel() dropped on their way (pulled as Cancelled)
   std::uint64_t batches = 0;         // inference calls
   double avg_batch_size = 0;
   LatencySummary latency;            // push accepted -> pulled
