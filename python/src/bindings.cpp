@@ -320,6 +320,13 @@ Stage python_stage(const py::object& callable, std::string name, int threads) {
     // While Python shuts down a thread asking for the GIL may be ended or never get it.
     if (python_is_finalizing()) throw Error("Python is shutting down; the stage was not called");
     py::gil_scoped_acquire gil;
+    // One Python thread state per stage thread, kept between calls: threading.local() data
+    // survives from one sample to the next, and no call pays for a new thread state.
+    thread_local bool t_keeps_thread_state = false;
+    if (!t_keeps_thread_state) {
+      gil.inc_ref();
+      t_keeps_thread_state = true;
+    }
     try {
       py::object result = (*fn)(py::cast(sample));
       if (result.is_none()) return;

@@ -366,3 +366,18 @@ def test_a_stage_that_stops_or_waits_for_its_own_run_fails_that_sample(mlp_path)
                                            rf.PullStatus.Ok]
     assert "stop_and_wait() called from inside one of this Run's own callbacks or stages" in results[1].error
     assert "stop() called from inside one of this Run's own callbacks or stages" in results[2].error
+
+
+def test_a_python_stage_keeps_its_thread_local_state_between_samples(mlp_path):
+    local = threading.local()
+
+    def count(sample: rf.Sample) -> list[np.ndarray]:
+        local.calls = getattr(local, "calls", 0) + 1
+        return [np.array([local.calls], np.int64)]
+
+    run = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(count, name="count")).build(
+        np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=16))
+    for x in rows(10):
+        run.push(x)
+    run.close_input()
+    assert [int(s[0][0]) for s in run] == list(range(1, 11))
