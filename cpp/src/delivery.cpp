@@ -41,8 +41,10 @@ PullResult RunImpl::finish_take(Item&& taken) {
 PullResult RunImpl::pull(int timeout_ms) {
   Caller caller(*this);
   if (has_callback_.load(std::memory_order_acquire)) {
-    throw Error("this Run hands its results to the callback given to set_callback(), so pull() has none; "
-                "use wait_all() to wait for them");
+    throw Error(submitting_.load(std::memory_order_acquire)
+                    ? "this Run hands its results to the completions given to submit(), so pull() has none"
+                    : "this Run hands its results to the callback given to set_callback(), so pull() has none; "
+                      "use wait_all() to wait for them");
   }
   if (caller.stopped()) return {PullStatus::Closed, std::nullopt, {}};
   const Clock::time_point deadline = deadline_after(timeout_ms);
@@ -67,7 +69,11 @@ PullResult RunImpl::pull(int timeout_ms) {
 void RunImpl::set_callback(ResultCallback callback, int every, int max_delay_ms,
                            std::shared_ptr<ReportThreadImpl> thread) {
   Caller caller(*this);
+  std::lock_guard<std::mutex> mode(mode_mutex_);
   if (caller.stopped()) throw ClosedError("set_callback() after stop(): this Run delivers nothing more");
+  if (submitting_.load(std::memory_order_acquire)) {
+    throw Error("set_callback() on a Run used with submit(): its results go to the submitters' completions");
+  }
   callback_errors_.raise("the result callback");
   if (!callback) throw Error("set_callback() needs a callback");
   if (every < 1) throw Error("set_callback(): every must be at least 1, got " + std::to_string(every));
@@ -84,6 +90,59 @@ void RunImpl::set_callback(ResultCallback callback, int every, int max_delay_ms,
   report_thread_ = thread ? std::move(thread) : std::make_shared<ReportThreadImpl>();
   has_callback_.store(true, std::memory_order_release);
   report_thread_->subscribe(this);
+}
+
+void RunImpl::start_submitting() {
+  Caller caller(*this);
+  std::lock_guard<std::mutex> mode(mode_mutex_);
+  if (submitting_.load(std::memory_order_acquire)) return;
+  if (caller.stopped()) throw ClosedError("submit() after stop(): this Run accepts no more samples");
+  if (has_callback_.load(std::memory_order_acquire)) {
+    throw Error("submit() on a Run with set_callback(): its results go to that callback; use another Run");
+  }
+  if (pushes_.load(std::memory_order_relaxed) != 0) {
+    throw Error("submit() on a Run that push() was used on: its results go to pull(); use one way per Run");
+  }
+  // The report thread takes the results in order and hands each to its completion (report()).
+  delivery_ = std::make_unique<Delivery>();
+  report_thread_ = std::make_shared<ReportThreadImpl>();
+  has_callback_.store(true, std::memory_order_release);
+  submitting_.store(true, std::memory_order_release);
+  report_thread_->subscribe(this);
+}
+
+bool RunImpl::finish_submitted(const std::shared_ptr<Submitted>& submitted, PullResult& result) {
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    if (pending_.erase(submitted) == 0) return false;  // stop() completed it
+  }
+  submitted->done(result);
+  return true;
+}
+
+// On the report thread: one submitted sample's result to its completion. A result that finished
+// after its submitter cancelled it is discarded: the completion gets Cancelled, as promised.
+void RunImpl::complete(Item&& item) {
+  const std::shared_ptr<Submitted> submitted = std::move(item.submitted);
+  const bool discard = item.ok() && item.cancel_requested_of(*submitted);
+  PullResult result = finish_take(std::move(item));
+  if (discard) {
+    result.status = PullStatus::Cancelled;
+    result.sample->tensors.clear();
+    result.sample->names.clear();
+    cancelled_.fetch_add(1, std::memory_order_relaxed);
+  }
+  t_in_result_callback = this;
+  try {
+    finish_submitted(submitted, result);
+  } catch (const abi::__forced_unwind&) {
+    t_in_result_callback = nullptr;
+    throw;  // the thread is being ended (pthread_exit, as Python does at exit): let it
+  } catch (...) {
+    callback_errors_.add(std::current_exception());
+  }
+  t_in_result_callback = nullptr;
+  release_samples(1);
 }
 
 bool RunImpl::wait_all(int timeout_ms) {
@@ -115,6 +174,10 @@ Clock::time_point RunImpl::report() {
   for (;;) {
     Item taken;
     while (d.group.size() < d.every && take(taken)) {
+      if (taken.submitted) {
+        complete(std::move(taken));
+        continue;
+      }
       if (d.group.empty()) d.oldest = Clock::now();
       d.group.push_back(finish_take(std::move(taken)));
     }

@@ -1,4 +1,5 @@
 // The middle of a Run: admission (credits and numbering), batching, and inference on the workers.
+#include <algorithm>
 #include <cstring>
 
 #include "ringflow/errors.hpp"
@@ -51,7 +52,7 @@ bool RunImpl::admit(Item& item, Clock::time_point deadline, bool until_closed) {
   input_space_.notify_all();
   item.ordinal = next_ordinal_++;
   if (metrics()) item.queued = Clock::now();
-  if (cancelling_.load(std::memory_order_acquire)) item.cancel();
+  if (cancelling_.load(std::memory_order_acquire) || item.cancel_requested()) item.cancel();
   return true;
 }
 
@@ -75,7 +76,7 @@ bool RunImpl::next_item(Item& item, Clock::time_point deadline, bool until_close
     queue.ready().wait_until([&] { return (got = queue.try_take(item)) || stopping(); }, deadline);
   }
   if (!got || stopping()) return false;
-  if (item.ok() && cancelling_.load(std::memory_order_acquire)) item.cancel();
+  if (item.ok() && (cancelling_.load(std::memory_order_acquire) || item.cancel_requested())) item.cancel();
   if (item.ok() && user_stages_before_) {
     // What the user's stages made is checked against the model here, as push() checks otherwise.
     try {
@@ -248,14 +249,24 @@ std::vector<Tensor> RunImpl::run_model(const std::vector<Item>& items, std::size
 }
 
 void RunImpl::infer(std::vector<Item>& items, std::size_t worker) {
-  const std::size_t n = items.size();
-  if (cancelling_.load(std::memory_order_acquire)) {
+  // Samples cancelled while they waited in the batch (all of them, after Run::cancel()) go on as
+  // Cancelled; the rest run.
+  const bool cancelling = cancelling_.load(std::memory_order_acquire);
+  if (cancelling || std::any_of(items.begin(), items.end(), [](const Item& i) { return i.cancel_requested(); })) {
+    std::size_t kept = 0;
     for (Item& item : items) {
-      item.cancel();
-      after_inference(std::move(item));
+      if (cancelling || item.cancel_requested()) {
+        item.cancel();
+        after_inference(std::move(item));
+      } else {
+        if (&item != &items[kept]) items[kept] = std::move(item);
+        ++kept;
+      }
     }
-    return;
+    items.resize(kept);
+    if (items.empty()) return;
   }
+  const std::size_t n = items.size();
   const Clock::time_point start = Clock::now();
   std::vector<Tensor> results;
   std::string error;

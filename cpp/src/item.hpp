@@ -1,13 +1,21 @@
 // Item: one sample on its way through a Run's stages, with what happened to it so far.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "event_count.hpp"  // Clock
 #include "ringflow/run.hpp"
 
 namespace ringflow {
+
+// A sample pushed by submit(): where its result goes, and the flag its submitter sets to cancel it.
+struct Submitted {
+  Completion done;
+  std::shared_ptr<const std::atomic<bool>> cancel;
+};
 
 struct Item {
   Sample sample;
@@ -17,8 +25,14 @@ struct Item {
   std::uint64_t ordinal = 0;
   Clock::time_point pushed;  // accepted by push()
   Clock::time_point queued;  // entered its current stage's queue (with metrics on)
+  std::shared_ptr<Submitted> submitted;  // set by submit()
 
   bool ok() const { return status == PullStatus::Ok; }
+  // Its submitter cancelled it: each stage drops it instead of running it.
+  bool cancel_requested() const { return submitted && cancel_requested_of(*submitted); }
+  static bool cancel_requested_of(const Submitted& s) {
+    return s.cancel && s.cancel->load(std::memory_order_relaxed);
+  }
 
   // Failed or cancelled, the sample keeps its metadata and drops its tensors: stages after this
   // pass it on untouched, and delivery reports it.

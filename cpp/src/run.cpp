@@ -246,6 +246,20 @@ void RunImpl::stop() {
   for (auto* stages : {&pre_, &post_}) {
     for (auto& stage : *stages) stage->stop();
   }
+  // Submitted samples the stop discarded still get their result, so no submitter waits forever.
+  std::unordered_set<std::shared_ptr<Submitted>> pending;
+  {
+    std::lock_guard<std::mutex> pending_lock(pending_mutex_);
+    pending.swap(pending_);
+  }
+  for (const std::shared_ptr<Submitted>& submitted : pending) {
+    PullResult stopped{PullStatus::Cancelled, std::nullopt, "the Run was stopped before this sample finished"};
+    try {
+      submitted->done(stopped);
+    } catch (...) {
+      // Nobody is left to raise it to: the Run is stopping.
+    }
+  }
   stopped_ = true;
 }
 
@@ -313,13 +327,18 @@ void RunImpl::release_samples(std::uint64_t count) {
   if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();
 }
 
-std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_point deadline) {
+std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_point deadline,
+                                  std::shared_ptr<Submitted> submitted) {
   if (t_in_drop_callback == this) {
     throw Error("push() from inside this Run's own on_input_drop callback is refused: each push could "
                 "drop another sample and call the callback again without end. Push from another thread, "
                 "or into another Run");
   }
   Caller caller(*this);
+  if (!submitted && submitting_.load(std::memory_order_acquire)) {
+    throw Error("this Run delivers its results to the completions given to submit(), so push() would lose "
+                "them; use submit(), or another Run for push() and pull()");
+  }
   callback_errors_.raise("the result callback");  // before this push: its sample is not accepted
   const Clock::time_point started = Clock::now();
   pushes_.fetch_add(1, std::memory_order_relaxed);
@@ -353,6 +372,7 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
   Item job;
   job.sample = std::move(sample);
   job.pushed = started;
+  job.submitted = std::move(submitted);
   const auto stamp = [](Item& j, std::size_t ticket) noexcept { j.sample.input_seq = ticket; };
   const auto hand_back = [&] {
     pushes_.fetch_sub(1, std::memory_order_relaxed);
@@ -413,6 +433,17 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
         input_space_.notify_all();
         evicted_.fetch_add(1, std::memory_order_relaxed);
         release_samples(1);
+        if (oldest.submitted) {
+          PullResult evicted{PullStatus::Error, oldest.sample,
+                             "evicted by the KeepLatest overflow policy: the input queue was full"};
+          evicted.sample->tensors.clear();
+          evicted.sample->names.clear();
+          try {
+            finish_submitted(oldest.submitted, evicted);
+          } catch (...) {
+            if (!callback_error) callback_error = std::current_exception();
+          }
+        }
         report_drop(oldest.sample, DropReason::Evicted, callback_error);
         // Having dropped a sample for this one, push_if_room() must not hand it back (a retry
         // would evict again, and the drop callback's error would be lost): it finishes as push().
@@ -478,6 +509,38 @@ void RunImpl::close_input() {
   input_space_.notify_all();
   input_ready_.notify_all();
   if (has_callback_.load(std::memory_order_acquire)) report_thread_->wake();  // a last partial group
+}
+
+std::optional<bool> RunImpl::submit(Sample& sample, Completion& done, std::shared_ptr<const std::atomic<bool>> cancel,
+                                    PushMode mode, Clock::time_point deadline) {
+  if (!done) throw Error("submit() needs a completion to hand the result to");
+  if (!submitting_.load(std::memory_order_acquire)) start_submitting();
+  auto submitted = std::make_shared<Submitted>(Submitted{std::move(done), std::move(cancel)});
+  const auto forget = [&] {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    pending_.erase(submitted);
+  };
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    pending_.insert(submitted);
+  }
+  std::optional<bool> accepted;
+  try {
+    accepted = push(sample, mode, deadline, submitted);
+  } catch (const CallbackError& e) {
+    if (!e.accepted()) forget();
+    throw;
+  } catch (...) {
+    forget();
+    throw;
+  }
+  if (!accepted) {  // no room: handed back
+    forget();
+    done = std::move(submitted->done);
+  } else if (!*accepted) {
+    forget();
+  }
+  return accepted;
 }
 
 bool RunImpl::stop_and_wait(int timeout_ms) {
@@ -622,6 +685,14 @@ void Run::set_callback(ResultCallback callback, int every, int max_delay_ms, con
 bool Run::wait_all(int timeout_ms) { return live(impl_).wait_all(timeout_ms); }
 void Run::close_input() { live(impl_).close_input(); }
 bool Run::stop_and_wait(int timeout_ms) { return live(impl_).stop_and_wait(timeout_ms); }
+bool Run::submit(Sample sample, Completion done, std::shared_ptr<const std::atomic<bool>> cancel) {
+  return *live(impl_).submit(sample, done, std::move(cancel), RunImpl::PushMode::Wait);
+}
+std::optional<bool> Run::submit_if_room(Sample& sample, Completion& done,
+                                        std::shared_ptr<const std::atomic<bool>> cancel, int timeout_ms) {
+  return live(impl_).submit(sample, done, std::move(cancel), RunImpl::PushMode::IfRoom,
+                            deadline_after(std::max(0, timeout_ms)));
+}
 void Run::cancel() { live(impl_).cancel(); }
 void Run::trace(const std::string& path) const { live(impl_).trace(path); }
 

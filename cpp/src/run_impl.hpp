@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -42,7 +43,12 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   enum class PushMode { Wait, NoWait, IfRoom };
   // Wait and NoWait return the accepted flag. IfRoom waits for room until `deadline` and, where it
   // would wait longer, returns nullopt with `sample` as it was and nothing counted.
-  std::optional<bool> push(Sample& sample, PushMode mode, Clock::time_point deadline = Clock::time_point::min());
+  std::optional<bool> push(Sample& sample, PushMode mode, Clock::time_point deadline = Clock::time_point::min(),
+                           std::shared_ptr<Submitted> submitted = nullptr);
+  // As push() (Wait or IfRoom), the result going to `done`; with IfRoom and no room, nullopt with
+  // `sample` and `done` as they were.
+  std::optional<bool> submit(Sample& sample, Completion& done, std::shared_ptr<const std::atomic<bool>> cancel,
+                             PushMode mode, Clock::time_point deadline = Clock::time_point::min());
   void check(Sample sample) const;
   void close_input();
   bool stop_and_wait(int timeout_ms);
@@ -109,6 +115,10 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   PullResult finish_take(Item&& taken);
   Clock::time_point report() override;
   void deliver_group();
+  void start_submitting();
+  // Hands a submitted sample's result to its completion, once: false if it was completed already.
+  bool finish_submitted(const std::shared_ptr<Submitted>& submitted, PullResult& result);
+  void complete(Item&& item);
   void report_drop(const Sample& sample, DropReason reason, std::exception_ptr& callback_error);
 
   bool take_credit(bool wait);
@@ -180,6 +190,13 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   std::unique_ptr<Delivery> delivery_;
   std::shared_ptr<ReportThreadImpl> report_thread_;
   std::atomic<bool> has_callback_{false};
+  // submit(): the Run delivers to each sample's completion instead (delivery_ then has no
+  // callback). Every submitted sample not yet completed is in pending_, so stop() can complete
+  // those it discards instead of leaving their submitters waiting.
+  std::atomic<bool> submitting_{false};
+  std::mutex mode_mutex_;  // choosing set_callback() or submit()
+  std::mutex pending_mutex_;
+  std::unordered_set<std::shared_ptr<Submitted>> pending_;
   std::atomic<int> flush_waiters_{0};  // wait_all() calls: a partial group goes once nothing more is coming
   CallbackErrors callback_errors_;
   EventCount idle_;  // notified when no sample is outstanding and no push in progress

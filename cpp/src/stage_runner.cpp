@@ -85,7 +85,9 @@ void StageRunner::loop(std::uint32_t lane) {
     queue_.ready().wait_until([&] { return (got = queue_.try_take(item)) || stopping(); }, Clock::time_point::max());
     if (!got || stopping()) return;  // stop() discards whatever is still queued
     const Clock::time_point start = context_.metrics || context_.trace ? Clock::now() : Clock::time_point();
-    if (item.ok() && context_.cancelling->load(std::memory_order_acquire)) item.cancel();
+    if (item.ok() && (context_.cancelling->load(std::memory_order_acquire) || item.cancel_requested())) {
+      item.cancel();
+    }
     if (item.ok()) {
       Sample& s = item.sample;
       // The metadata is the sample's identity: a stage may change the tensors, not who they belong

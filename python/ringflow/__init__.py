@@ -53,6 +53,7 @@ from ._ringflow import (  # noqa: E402
     ClosedError,
     ColorFormat,
     DetectionOutput,
+    Future,
     DropReason,
     DroppedInput,
     DTypeError,
@@ -88,6 +89,10 @@ from ._ringflow import (  # noqa: E402
     tensors_from_sample,
 )
 from . import models  # noqa: E402
+from . import _aio  # noqa: E402
+
+# await run.infer(x): submit() and await, written in Python because it is a coroutine.
+Run.infer = _aio.infer  # type: ignore[attr-defined]
 
 # Written as in C++ (ringflow::Model::RouteOptions) or, as Neat users do, at the top level.
 RouteOptions = Model.RouteOptions
@@ -100,6 +105,7 @@ __all__ = [
     "ClosedError",
     "ColorFormat",
     "DetectionOutput",
+    "Future",
     "DroppedInput",
     "DropReason",
     "DTypeError",

@@ -27,7 +27,7 @@ class CancelledError(Error): ...
 class CallbackError(Error):
     accepted: bool
     errors: list[BaseException]
-__all__: list[str] = ['AsyncInferQueue', 'BenchmarkReport', 'CallbackError', 'CancelledError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DetectionOutput', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferRequest', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'Stage', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'TopK', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
+__all__: list[str] = ['AsyncInferQueue', 'BenchmarkReport', 'CallbackError', 'CancelledError', 'ClosedError', 'ColorFormat', 'DTypeError', 'DetectionOutput', 'Future', 'DropReason', 'DroppedInput', 'Error', 'Graph', 'GraphOptimization', 'InferRequest', 'InferenceError', 'InputStats', 'LatencySummary', 'Model', 'ModelError', 'NormalizeOptions', 'OutputMemory', 'OverflowPolicy', 'PreprocessOptions', 'PullResult', 'PullStatus', 'ReportThread', 'Run', 'RunOptions', 'RunStats', 'Sample', 'SessionOptions', 'ShapeError', 'Stage', 'StageStats', 'Tensor', 'TensorSpec', 'TimeoutError', 'TopK', 'Waker', 'onnxruntime_version', 'set_onnxruntime_library', 'tensors_from_sample']
 class TensorSpec:
     def __repr__(self) -> str:
         ...
@@ -787,6 +787,62 @@ def DetectionOutput(score_threshold: typing.SupportsFloat | typing.SupportsIndex
     detection is kept if its score is above score_threshold and it overlaps no better one of its class
     by more than iou_threshold.
     """
+class Waker:
+    """
+    The wake-up fd of one event loop (ringflow._aio uses it).
+    """
+    def __init__(self) -> None:
+        ...
+    def drain(self) -> list[Future]:
+        """
+        The futures completed since the last drain; resets the fd.
+        """
+    def fileno(self) -> int:
+        ...
+class Future:
+    """
+    The result of one run.submit().
+
+    Compatible with concurrent.futures.Future (result, exception, done, cancelled, running, cancel,
+    add_done_callback) and awaitable in asyncio. It is completed by the engine without the GIL; in
+    asyncio, completions reach the loop through one wake-up fd per loop.
+    """
+    def __await__(self) -> typing.Generator[typing.Any, None, Sample]:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def _watch(self, waker: Waker, awaiter: typing.Any) -> bool:
+        """
+        For ringflow._aio: post this future to `waker` when done; False if it is done already.
+        """
+    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
+        """
+        Calls fn(future) once it is done: at once if it is, else on the thread that completes it.
+        """
+    def cancel(self) -> bool:
+        """
+        Drops the sample if it has not run yet, or discards its result if it has: the future ends cancelled. Other samples are not affected. False if it already finished.
+        """
+    def cancelled(self) -> bool:
+        ...
+    def done(self) -> bool:
+        ...
+    def exception(self, timeout: typing.SupportsFloat | None = None) -> BaseException | None:
+        ...
+    def result(self, timeout: typing.SupportsFloat | None = None) -> Sample:
+        """
+        The result Sample, waiting up to timeout seconds (None: forever; TimeoutError after). Raises InferenceError if the sample failed, concurrent.futures.CancelledError if it was cancelled.
+        """
+    def running(self) -> bool:
+        """
+        False: a sample may be cancelled until its result is handed over.
+        """
+    @property
+    def _awaiter(self) -> typing.Any:
+        ...
+    @property
+    def userdata(self) -> typing.Any:
+        ...
 class Graph:
     def __init__(self) -> None:
         ...
@@ -865,6 +921,17 @@ class Run:
     def stop(self) -> None:
         """
         Stops intake, cancels queued work, wakes waiting push/pull calls and joins the engine's threads.
+        """
+    def submit(self, inputs: Inputs, userdata: typing.Any = None, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> Future:
+        """
+        Pushes one sample and returns an rf.Future of its result at once (waiting only while the
+        queue is full, as push() does). Many threads and coroutines may submit into one Run; with
+        max_batch > 1 their samples are batched together. A Run used this way delivers only to its futures:
+        push() and pull() refuse on it. `await fut` (or `await run.infer(x)`) in asyncio.
+        """
+    def infer(self, inputs: Inputs, userdata: typing.Any = None, *, stream_id: str = '', frame_id: int = -1, pts_ns: int = -1) -> typing.Coroutine[typing.Any, typing.Any, Sample]:
+        """
+        await run.infer(x): submit() one sample and await its result.
         """
     def stop_and_wait(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
         """

@@ -7,8 +7,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <any>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -339,6 +347,142 @@ Stage python_stage(const py::object& callable, std::string name, int threads) {
                   py::str(raised.value()).cast<std::string>());
     }
   }, threads);
+}
+
+// ---- futures ------------------------------------------------------------------------------------
+
+struct FutureState;
+
+// One per asyncio event loop (made by ringflow/_aio.py): completed futures are queued here and the
+// loop is woken through one eventfd, registered with loop.add_reader. The engine's report thread
+// only appends and writes the fd: it never takes the GIL to complete a future, and one wake-up
+// can complete many.
+class Waker {
+ public:
+  Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) throw Error(std::string("eventfd failed: ") + std::strerror(errno));
+  }
+  ~Waker() { close(fd_); }
+  Waker(const Waker&) = delete;
+  Waker& operator=(const Waker&) = delete;
+
+  int fileno() const { return fd_; }
+
+  void post(std::shared_ptr<FutureState> ready) {
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      first = ready_.empty();
+      ready_.push_back(std::move(ready));
+    }
+    // Only the first of a burst writes: the loop drains everything queued by then.
+    if (first) {
+      const std::uint64_t one = 1;
+      while (write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
+      }
+    }
+  }
+
+  // On the loop's thread. The fd is read before the list is taken, so a post() racing with this
+  // either lands in this batch or writes the fd again for the next.
+  std::vector<std::shared_ptr<FutureState>> drain() {
+    std::uint64_t count = 0;
+    while (read(fd_, &count, sizeof count) < 0 && errno == EINTR) {
+    }
+    std::vector<std::shared_ptr<FutureState>> ready;
+    std::lock_guard<std::mutex> lock(mutex_);
+    ready.swap(ready_);
+    return ready;
+  }
+
+ private:
+  const int fd_;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<FutureState>> ready_;
+};
+
+// rf.Future: the result of one run.submit(). Completed by the engine's report thread without the
+// GIL; result() waits with the GIL released; in asyncio, awaiting it registers the loop's Waker.
+struct FutureState : std::enable_shared_from_this<FutureState> {
+  std::mutex mutex;
+  std::condition_variable completed;
+  bool done = false;
+  PullResult result;
+  const std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<py::object> userdata;
+  std::shared_ptr<Waker> waker;                          // set when awaited in an event loop
+  std::shared_ptr<py::object> awaiter;                   // that loop's asyncio future
+  std::vector<std::shared_ptr<py::object>> callbacks;    // add_done_callback()
+
+  // From the engine (report thread, or a thread evicting or stopping): no GIL unless the user added
+  // done-callbacks, which are called as concurrent.futures calls them, on the completing thread.
+  void complete(PullResult& r) {
+    std::shared_ptr<Waker> wake;
+    std::vector<std::shared_ptr<py::object>> to_call;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (done) return;
+      result = std::move(r);
+      done = true;
+      wake = waker;
+      to_call.swap(callbacks);
+    }
+    completed.notify_all();
+    if (wake) wake->post(shared_from_this());
+    if (!to_call.empty()) call_done_callbacks(to_call);
+  }
+
+  void call_done_callbacks(const std::vector<std::shared_ptr<py::object>>& to_call) {
+    if (python_is_finalizing()) return;
+    py::gil_scoped_acquire gil;
+    py::object self = py::cast(shared_from_this());
+    for (const auto& fn : to_call) {
+      try {
+        (*fn)(self);
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("ringflow.Future done callback");  // as concurrent.futures logs them
+      }
+    }
+  }
+
+  // Waits with the GIL released; false on timeout (seconds < 0: forever). In slices, so Ctrl-C on
+  // the main thread is noticed.
+  bool wait(double seconds) {
+    using std::chrono::steady_clock;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (done) return true;  // the usual case once settled: no GIL hand-off
+    }
+    py::gil_scoped_release release;
+    const steady_clock::time_point deadline =
+        seconds < 0 ? steady_clock::time_point::max()
+                    : steady_clock::now() + std::chrono::duration_cast<steady_clock::duration>(
+                                                std::chrono::duration<double>(seconds));
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!done) {
+      const steady_clock::time_point now = steady_clock::now();
+      if (now >= deadline) return false;
+      const auto slice = std::chrono::milliseconds(50);
+      completed.wait_until(lock, deadline - now < slice ? deadline : now + slice);
+      if (!done) {
+        lock.unlock();
+        raise_pending_signals();
+        lock.lock();
+      }
+    }
+    return true;
+  }
+};
+
+py::object concurrent_futures(const char* name) {
+  return py::module_::import("concurrent.futures").attr(name);
+}
+
+double timeout_seconds(const py::object& timeout) { return timeout.is_none() ? -1.0 : timeout.cast<double>(); }
+
+[[noreturn]] void raise_object(const py::object& error) {
+  PyErr_SetObject(py::type::of(error).ptr(), error.ptr());
+  throw py::error_already_set();
 }
 
 // Destroying a Run or a queue joins threads and may wait for callbacks that need the GIL: never
@@ -870,6 +1014,96 @@ tensor) with "topk_indices" (int64 [N, k], best first, ties to the lower index) 
 detection is kept if its score is above score_threshold and it overlaps no better one of its class
 by more than iou_threshold.)doc");
 
+  // ---- futures -----------------------------------------------------------------------------
+  py::class_<Waker, std::shared_ptr<Waker>>(m, "Waker", "The wake-up fd of one event loop (ringflow._aio uses it).")
+      .def(py::init<>())
+      .def("fileno", &Waker::fileno)
+      .def("drain", &Waker::drain, "The futures completed since the last drain; resets the fd.");
+
+  // The raised form of a finished future's outcome, as concurrent.futures raises it.
+  const auto outcome_error = [](const FutureState& f) -> py::object {
+    if (f.result.status == PullStatus::Cancelled) return concurrent_futures("CancelledError")(f.result.error);
+    const Sample& s = *f.result.sample;
+    return inference_error("sample input_seq=" + std::to_string(s.input_seq) + " frame_id=" +
+                           std::to_string(s.frame_id) + " failed: " + f.result.error);
+  };
+  const auto settled = [](FutureState& f, const py::object& timeout) {
+    if (!f.wait(timeout_seconds(timeout))) {
+      raise_object(concurrent_futures("TimeoutError")("the result did not arrive within the timeout"));
+    }
+  };
+  py::class_<FutureState, std::shared_ptr<FutureState>>(m, "Future", R"doc(The result of one run.submit().
+
+Compatible with concurrent.futures.Future (result, exception, done, cancelled, running, cancel,
+add_done_callback) and awaitable in asyncio. It is completed by the engine without the GIL; in
+asyncio, completions reach the loop through one wake-up fd per loop.)doc")
+      .def("done", [](FutureState& f) { std::lock_guard<std::mutex> lock(f.mutex); return f.done; })
+      .def("cancelled",
+           [](FutureState& f) {
+             std::lock_guard<std::mutex> lock(f.mutex);
+             return f.done && f.result.status == PullStatus::Cancelled;
+           })
+      .def("running", [](FutureState&) { return false; },
+           "False: a sample may be cancelled until its result is handed over.")
+      .def("cancel",
+           [](FutureState& f) {
+             std::lock_guard<std::mutex> lock(f.mutex);
+             if (f.done) return f.result.status == PullStatus::Cancelled;
+             f.cancel->store(true, std::memory_order_relaxed);
+             return true;
+           },
+           "Drops the sample if it has not run yet, or discards its result if it has: the future ends "
+           "cancelled. Other samples are not affected. False if it already finished.")
+      .def("result",
+           [=](FutureState& f, const py::object& timeout) -> py::object {
+             settled(f, timeout);
+             if (f.result.status == PullStatus::Ok) return py::cast(*f.result.sample);
+             raise_object(outcome_error(f));
+           },
+           py::arg("timeout") = py::none(),
+           "The result Sample, waiting up to timeout seconds (None: forever; TimeoutError after). Raises "
+           "InferenceError if the sample failed, concurrent.futures.CancelledError if it was cancelled.")
+      .def("exception",
+           [=](FutureState& f, const py::object& timeout) -> py::object {
+             settled(f, timeout);
+             if (f.result.status == PullStatus::Ok) return py::none();
+             py::object error = outcome_error(f);
+             if (f.result.status == PullStatus::Cancelled) raise_object(error);
+             return error;
+           },
+           py::arg("timeout") = py::none())
+      .def("add_done_callback",
+           [](FutureState& f, const py::object& fn) {
+             {
+               std::lock_guard<std::mutex> lock(f.mutex);
+               if (!f.done) {
+                 f.callbacks.push_back(hold(fn));
+                 return;
+               }
+             }
+             fn(py::cast(f.shared_from_this()));
+           },
+           py::arg("fn"), "Calls fn(future) once it is done: at once if it is, else on the thread that completes it.")
+      .def_property_readonly("userdata", [](const FutureState& f) { return f.userdata ? *f.userdata : py::none(); })
+      .def("_watch",
+           [](FutureState& f, const std::shared_ptr<Waker>& waker, const py::object& awaiter) {
+             std::lock_guard<std::mutex> lock(f.mutex);
+             f.awaiter = hold(awaiter);
+             if (f.done) return false;
+             f.waker = waker;
+             return true;
+           },
+           "For ringflow._aio: post this future to `waker` when done; False if it is done already.")
+      .def_property_readonly("_awaiter", [](const FutureState& f) { return f.awaiter ? *f.awaiter : py::none(); })
+      .def("__await__", [](const py::object& self) {
+        static const auto* await_future = new py::object(py::module_::import("ringflow._aio").attr("await_future"));
+        return (*await_future)(self);  // never freed: it outlives the module, as the dtype cache does
+      })
+      .def("__repr__", [](FutureState& f) {
+        std::lock_guard<std::mutex> lock(f.mutex);
+        return std::string("Future(") + (f.done ? pull_status_name(f.result.status) : "pending") + ")";
+      });
+
   py::class_<Graph>(m, "Graph")
       .def(py::init<>())
       .def("add", py::overload_cast<Model::Fragment>(&Graph::add), py::arg("fragment"),
@@ -930,6 +1164,31 @@ by more than iou_threshold.)doc");
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
+      .def("submit",
+           [](Run& self, const py::object& inputs, const py::object& userdata, const std::string& stream_id,
+              std::int64_t frame_id, std::int64_t pts_ns) {
+             Sample sample = checked_sample(self, inputs, stream_id, frame_id, pts_ns);
+             auto future = std::make_shared<FutureState>();
+             if (!userdata.is_none()) future->userdata = hold(userdata);
+             Completion done = [future](PullResult& r) { future->complete(r); };
+             // Enqueueing takes a microsecond; only waiting for room is worth two GIL hand-offs.
+             std::optional<bool> accepted = self.submit_if_room(sample, done, future->cancel);
+             if (!accepted) {
+               accepted = waiting([&] { return self.submit(std::move(sample), std::move(done), future->cancel); });
+             }
+             if (!*accepted) {
+               PullResult rejected{PullStatus::Error, Sample(),
+                                   "rejected by the DropIncoming overflow policy: the input queue was full"};
+               future->complete(rejected);
+             }
+             return future;
+           },
+           py::arg("inputs"), py::arg("userdata") = py::none(), py::kw_only(), py::arg("stream_id") = "",
+           py::arg("frame_id") = -1, py::arg("pts_ns") = -1,
+           R"doc(Pushes one sample and returns an rf.Future of its result at once (waiting only while the
+queue is full, as push() does). Many threads and coroutines may submit into one Run; with
+max_batch > 1 their samples are batched together. A Run used this way delivers only to its futures:
+push() and pull() refuse on it. `await fut` (or `await run.infer(x)`) in asyncio.)doc")
       .def("try_push",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {

@@ -12,6 +12,7 @@
 // stops pulling makes the input queue fill and the overflow policy decide (see capacity()).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -112,6 +113,9 @@ struct PullResult {
 // a Tensor (or, in Python, an array) of them.
 using ResultCallback = std::function<void(std::vector<PullResult>& results)>;
 
+// Receives the result of one sample given to Run::submit(): Ok with its sample, Error, or Cancelled.
+using Completion = std::function<void(PullResult& result)>;
+
 class RunImpl;
 
 // While the calling thread waits inside a Run's push(), pull(), pull_with_status() or run(), it
@@ -199,6 +203,20 @@ class Run {
   // count as delivered and nothing else is lost.
   void set_callback(ResultCallback callback, int every = 1, int max_delay_ms = -1,
                     const ReportThread* thread = nullptr);
+  // As push(), but the sample's result goes to `done`, called on the Run's report thread (never
+  // on an inference thread), instead of to pull(). A Run serves either pull(), set_callback() or
+  // submit(): after the first submit(), push() and pull() refuse, and submit() refuses after a
+  // push(). Every accepted sample reaches `done` exactly once; one evicted by KeepLatest gets an
+  // Error there, on the pushing thread. Returns false, without calling `done`, if DropIncoming
+  // rejected it. `cancel`, if given, is read by every stage: once it is true the sample is dropped
+  // where it is, and `done` gets it as Cancelled (also when it finished meanwhile). An exception
+  // from `done` is raised by the next submit() or wait_all(), as CallbackError.
+  bool submit(Sample sample, Completion done, std::shared_ptr<const std::atomic<bool>> cancel = nullptr);
+  // submit() if it finds room within `timeout_ms`, as push_if_room(); otherwise nullopt, with
+  // `sample` and `done` unchanged.
+  std::optional<bool> submit_if_room(Sample& sample, Completion& done,
+                                     std::shared_ptr<const std::atomic<bool>> cancel = nullptr, int timeout_ms = 0);
+
   // Waits until every accepted sample has been delivered (its callback returned, or it was
   // pulled) and no push is in progress; false if `timeout_ms` (>= 0) passed first. Refused from
   // inside this Run's own callback, where it would wait for itself.
