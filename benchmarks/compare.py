@@ -17,6 +17,7 @@ memory) and <results>/latest.png (bar chart). benchmarks/README.md explains the 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import concurrent.futures
 import datetime
@@ -53,6 +54,8 @@ WORKLOADS = ("tiny-mlp", "resnet50")
 QUEUE_DEPTH = 64
 MAX_BATCH = 32
 MAX_DELAY_US = 500
+# asyncio contenders: this many requests in flight, as concurrent server handlers would be.
+ASYNC_TASKS = 1000
 # ort-run-async: requests kept outstanding. A few are enough to hide the callback round trip;
 # more only queue up inside ONNX Runtime's thread pool.
 ASYNC_IN_FLIGHT = 4
@@ -281,6 +284,56 @@ def ringflow_callback(workload: Workload, batched: bool = False) -> Measurement:
     finally:
         run.stop()
     return Measurement(workload.count, seconds, first.value)
+
+
+def asyncio_requests(n: int, infer: Callable) -> tuple[float, np.ndarray | None]:
+    """n requests from ASYNC_TASKS concurrent coroutines, each awaiting infer() for its share in
+    turn, as server handlers would; seconds taken and the first output. (Not a Semaphore over n
+    tasks: waking its waiters costs asyncio time quadratic in their number.)"""
+    first = FirstOutput()
+
+    async def main() -> float:
+        async def handler(requests: int) -> None:
+            for _ in range(requests):
+                first.keep(await infer())
+
+        shares = [n // ASYNC_TASKS + (1 if k < n % ASYNC_TASKS else 0) for k in range(ASYNC_TASKS)]
+        start = time.perf_counter()
+        await asyncio.gather(*(handler(k) for k in shares if k))
+        return time.perf_counter() - start
+
+    return asyncio.run(main()), first.value
+
+
+def ringflow_asyncio(workload: Workload) -> Measurement:
+    """await run.infer(x) from ASYNC_TASKS concurrent coroutines; ringflow batches them."""
+    options = ringflow_options(workload, pooled=True, batched=True)
+    options.queue_depth = ASYNC_TASKS  # a submit never blocks the event loop
+    run = build_run(workload, options)
+
+    async def infer() -> np.ndarray:
+        return (await run.infer(workload.arrays))[0]
+
+    try:
+        asyncio_requests(workload.warmup, infer)
+        seconds, first = asyncio_requests(workload.count, infer)
+    finally:
+        run.stop()
+    return Measurement(workload.count, seconds, first)
+
+
+def ort_executor(workload: Workload) -> Measurement:
+    """The usual asyncio bridge to ONNX Runtime: loop.run_in_executor(None, session.run, ...) from
+    ASYNC_TASKS concurrent coroutines, on asyncio's default thread pool."""
+    session = ort_session(workload.path)
+    feed = workload.feed
+
+    async def infer() -> np.ndarray:
+        return (await asyncio.get_running_loop().run_in_executor(None, session.run, None, feed))[0]
+
+    asyncio_requests(workload.warmup, infer)
+    seconds, first = asyncio_requests(workload.count, infer)
+    return Measurement(workload.count, seconds, first)
 
 
 def measure_ringflow_cpp(workload: Workload, binary: str, options: list[str]) -> Measurement:
@@ -604,6 +657,9 @@ def build_contenders(settings: Settings) -> list[Contender]:
                   f"RunOptions(queue_depth={QUEUE_DEPTH})"),
         Contender("ringflow-callback-batched", "ringflow", lambda w: ringflow_callback(w, batched=True),
                   f"as ringflow-callback, dynamic batching ({batching})"),
+        Contender("ringflow-asyncio", "ringflow", ringflow_asyncio,
+                  f"await run.infer(x) from {ASYNC_TASKS} concurrent coroutines ({batching}, "
+                  f"queue_depth {ASYNC_TASKS})"),
         Contender("ringflow-cpp", "ringflow", lambda w: ringflow_cpp(w, cpp),
                   f"C++ ringflow_bench, async, queue {QUEUE_DEPTH} (subprocess)", cpp_note),
         Contender("ringflow-cpp-batched", "ringflow", lambda w: ringflow_cpp_batched(w, cpp),
@@ -614,6 +670,8 @@ def build_contenders(settings: Settings) -> list[Contender]:
         Contender("ort-threadpool", "peer", ort_threadpool,
                   f"ThreadPoolExecutor({THREADPOOL_WORKERS}) around run on one session, "
                   f"up to {THREADPOOL_IN_FLIGHT} in flight"),
+        Contender("ort-executor", "peer", ort_executor,
+                  f"await loop.run_in_executor(None, session.run, ...) from {ASYNC_TASKS} concurrent coroutines"),
         Contender("openvino-async", "peer", openvino_async,
                   "OpenVINO AsyncInferQueue with callbacks, THROUGHPUT hint, static batch-1 shape",
                   ov_note, needs_openvino=True),
@@ -731,6 +789,10 @@ TARGETS = (
     Target("tiny-mlp", "ringflow-callback", "ort-run", 1.5),
     Target("resnet50", "ringflow-queue", CEILING, 0.97),
     Target("resnet50", "ringflow-callback", CEILING, 0.97),
+    # Futures and asyncio (issue 10).
+    Target("tiny-mlp", "ringflow-asyncio", "ort-executor", 4.0),
+    Target("tiny-mlp", "ringflow-asyncio", "ort-run", 2.0),
+    Target("resnet50", "ringflow-asyncio", CEILING, 0.97),
 )
 
 
