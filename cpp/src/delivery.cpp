@@ -100,14 +100,17 @@ void RunImpl::start_submitting() {
   if (has_callback_.load(std::memory_order_acquire)) {
     throw Error("submit() on a Run with set_callback(): its results go to that callback; use another Run");
   }
-  if (pushes_.load(std::memory_order_relaxed) != 0) {
+  submitting_.store(true, std::memory_order_seq_cst);  // see push(): then read the other side
+  if (plain_pushes_.load(std::memory_order_seq_cst) != 0) {
+    submitting_.store(false, std::memory_order_seq_cst);
     throw Error("submit() on a Run that push() was used on: its results go to pull(); use one way per Run");
   }
-  // The report thread takes the results in order and hands each to its completion (report()).
+  // The report thread takes the results in order and hands each to its completion (report()). A
+  // submit() on another thread that already sees submitting_ may push before the lines below; its
+  // result then waits in the results queue until the report thread subscribes (pull() refuses).
   delivery_ = std::make_unique<Delivery>();
   report_thread_ = std::make_shared<ReportThreadImpl>();
   has_callback_.store(true, std::memory_order_release);
-  submitting_.store(true, std::memory_order_release);
   report_thread_->subscribe(this);
 }
 

@@ -223,8 +223,32 @@ void RunImpl::stop() {
   if (t_in_drop_callback == this || t_in_result_callback == this || on_own_stage_thread()) {
     throw Error("stop() called from inside one of this Run's own callbacks or stages; it would wait for itself");
   }
-  std::lock_guard<std::mutex> lock(stop_mutex_);
-  if (stopped_) return;
+  std::unordered_set<std::shared_ptr<Submitted>> pending;
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    if (stopped_) return;
+    stop_locked();
+    std::lock_guard<std::mutex> pending_lock(pending_mutex_);
+    pending.swap(pending_);
+    stopped_ = true;
+  }
+  // Submitted samples the stop discarded still get their result, so no submitter waits forever.
+  // Outside the lock, and marked as inside a result callback: one that calls stop() again gets
+  // an error instead of a deadlock.
+  const RunImpl* outer = t_in_result_callback;
+  t_in_result_callback = this;
+  for (const std::shared_ptr<Submitted>& submitted : pending) {
+    PullResult stopped{PullStatus::Cancelled, std::nullopt, "the Run was stopped before this sample finished"};
+    try {
+      submitted->done(stopped);
+    } catch (...) {
+      // Nobody is left to raise it to: the Run is stopping.
+    }
+  }
+  t_in_result_callback = outer;
+}
+
+void RunImpl::stop_locked() {
   state_.fetch_or(1, std::memory_order_acq_rel);
   stopping_.store(true, std::memory_order_seq_cst);
   // Abort inferences in flight rather than wait out a long model; their results are discarded.
@@ -246,21 +270,6 @@ void RunImpl::stop() {
   for (auto* stages : {&pre_, &post_}) {
     for (auto& stage : *stages) stage->stop();
   }
-  // Submitted samples the stop discarded still get their result, so no submitter waits forever.
-  std::unordered_set<std::shared_ptr<Submitted>> pending;
-  {
-    std::lock_guard<std::mutex> pending_lock(pending_mutex_);
-    pending.swap(pending_);
-  }
-  for (const std::shared_ptr<Submitted>& submitted : pending) {
-    PullResult stopped{PullStatus::Cancelled, std::nullopt, "the Run was stopped before this sample finished"};
-    try {
-      submitted->done(stopped);
-    } catch (...) {
-      // Nobody is left to raise it to: the Run is stopping.
-    }
-  }
-  stopped_ = true;
 }
 
 // ---- push side ---------------------------------------------------------------------------------
@@ -335,9 +344,14 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
                 "or into another Run");
   }
   Caller caller(*this);
-  if (!submitted && submitting_.load(std::memory_order_acquire)) {
-    throw Error("this Run delivers its results to the completions given to submit(), so push() would lose "
-                "them; use submit(), or another Run for push() and pull()");
+  if (!submitted) {
+    // Paired with start_submitting(): each stores its side, then reads the other's (seq_cst), so
+    // a push and a first submit() racing cannot both go ahead.
+    plain_pushes_.fetch_add(1, std::memory_order_seq_cst);
+    if (submitting_.load(std::memory_order_seq_cst)) {
+      throw Error("this Run delivers its results to the completions given to submit(), so push() would lose "
+                  "them; use submit(), or another Run for push() and pull()");
+    }
   }
   callback_errors_.raise("the result callback");  // before this push: its sample is not accepted
   const Clock::time_point started = Clock::now();
@@ -438,11 +452,14 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
                              "evicted by the KeepLatest overflow policy: the input queue was full"};
           evicted.sample->tensors.clear();
           evicted.sample->names.clear();
+          const RunImpl* outer = t_in_result_callback;
+          t_in_result_callback = this;  // a completion that stops or waits for this Run is refused
           try {
             finish_submitted(oldest.submitted, evicted);
           } catch (...) {
             if (!callback_error) callback_error = std::current_exception();
           }
+          t_in_result_callback = outer;
         }
         report_drop(oldest.sample, DropReason::Evicted, callback_error);
         // Having dropped a sample for this one, push_if_room() must not hand it back (a retry
@@ -514,6 +531,8 @@ void RunImpl::close_input() {
 std::optional<bool> RunImpl::submit(Sample& sample, Completion& done, std::shared_ptr<const std::atomic<bool>> cancel,
                                     PushMode mode, Clock::time_point deadline) {
   if (!done) throw Error("submit() needs a completion to hand the result to");
+  // Counted as a caller throughout, so stop() cannot swap pending_ (or free the Run) under us.
+  Caller caller(*this);
   if (!submitting_.load(std::memory_order_acquire)) start_submitting();
   auto submitted = std::make_shared<Submitted>(Submitted{std::move(done), std::move(cancel)});
   const auto forget = [&] {

@@ -116,6 +116,7 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   Clock::time_point report() override;
   void deliver_group();
   void start_submitting();
+  void stop_locked();  // stop()'s part under stop_mutex_
   // Hands a submitted sample's result to its completion, once: false if it was completed already.
   bool finish_submitted(const std::shared_ptr<Submitted>& submitted, PullResult& result);
   void complete(Item&& item);
@@ -194,6 +195,7 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   // callback). Every submitted sample not yet completed is in pending_, so stop() can complete
   // those it discards instead of leaving their submitters waiting.
   std::atomic<bool> submitting_{false};
+  std::atomic<std::uint64_t> plain_pushes_{0};  // push() calls not from submit()
   std::mutex mode_mutex_;  // choosing set_callback() or submit()
   std::mutex pending_mutex_;
   std::unordered_set<std::shared_ptr<Submitted>> pending_;

@@ -837,6 +837,10 @@ class Future:
         """
         False: a sample may be cancelled until its result is handed over.
         """
+    def _take_awaiter(self) -> typing.Any:
+        """
+        For ringflow._aio: the asyncio future watching this one, handed over (the reference is dropped).
+        """
     @property
     def _awaiter(self) -> typing.Any:
         ...
@@ -928,6 +932,10 @@ class Run:
         queue is full, as push() does). Many threads and coroutines may submit into one Run; with
         max_batch > 1 their samples are batched together. A Run used this way delivers only to its futures:
         push() and pull() refuse on it. `await fut` (or `await run.infer(x)`) in asyncio.
+        """
+    def try_submit(self, inputs: Inputs, userdata: typing.Any = None, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> Future | None:
+        """
+        As submit(), but never waits: None when the input queue is full.
         """
     def infer(self, inputs: Inputs, userdata: typing.Any = None, *, stream_id: str = '', frame_id: int = -1, pts_ns: int = -1) -> typing.Coroutine[typing.Any, typing.Any, Sample]:
         """

@@ -3,6 +3,7 @@
 //
 // GIL rule: numpy arrays are read (and copied into Tensors) while the GIL is held; the GIL is then
 // released for every call that can wait or compute. The engine never touches a Python object.
+#include <pybind11/gil_safe_call_once.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -401,67 +402,103 @@ class Waker {
   std::vector<std::shared_ptr<FutureState>> ready_;
 };
 
+// Python references that may be let go of on a thread without the GIL (the engine's report
+// thread drops a finished future's last reference if its submitter already has): released there
+// only if that thread holds the GIL; otherwise handed to the interpreter's pending calls (run by
+// the main thread under the GIL), and leaked while Python shuts down.
+struct PyRefs {
+  py::object userdata, awaiter;
+  std::vector<py::object> callbacks;
+
+  bool empty() const { return !userdata && !awaiter && callbacks.empty(); }
+  static void release(PyRefs refs) {
+    if (refs.empty()) return;
+    if (PyGILState_Check()) return;  // refs' destructor decrefs here, under the GIL
+    auto* owned = new PyRefs(std::move(refs));
+    if (python_is_finalizing() ||
+        Py_AddPendingCall([](void* p) { delete static_cast<PyRefs*>(p); return 0; }, owned) != 0) {
+      owned->userdata.release();  // leaked: nobody may touch the interpreter now
+      owned->awaiter.release();
+      for (py::object& o : owned->callbacks) o.release();
+      delete owned;
+    }
+  }
+};
+
 // rf.Future: the result of one run.submit(). Completed by the engine's report thread without the
-// GIL; result() waits with the GIL released; in asyncio, awaiting it registers the loop's Waker.
+// GIL; result() waits with the GIL released; in asyncio, awaiting it registers its loop's Waker.
 struct FutureState : std::enable_shared_from_this<FutureState> {
   std::mutex mutex;
   std::condition_variable completed;
   bool done = false;
   PullResult result;
   const std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<py::object> userdata;
-  std::shared_ptr<Waker> waker;                          // set when awaited in an event loop
-  std::shared_ptr<py::object> awaiter;                   // that loop's asyncio future
-  std::vector<std::shared_ptr<py::object>> callbacks;    // add_done_callback()
+  std::shared_ptr<Waker> waker;  // set when awaited in an event loop
+  PyRefs refs;                   // userdata, the awaiting loop's asyncio future, done-callbacks
 
-  // From the engine (report thread, or a thread evicting or stopping): no GIL unless the user added
-  // done-callbacks, which are called as concurrent.futures calls them, on the completing thread.
+  ~FutureState() { PyRefs::release(std::move(refs)); }
+
+  // From the engine (report thread, or a thread evicting or stopping) or cancel(): no GIL unless
+  // the user added done-callbacks, which are called as concurrent.futures calls them, on the
+  // completing thread.
   void complete(PullResult& r) {
     std::shared_ptr<Waker> wake;
-    std::vector<std::shared_ptr<py::object>> to_call;
+    std::vector<py::object> to_call;
     {
       std::lock_guard<std::mutex> lock(mutex);
       if (done) return;
       result = std::move(r);
       done = true;
-      wake = waker;
-      to_call.swap(callbacks);
+      wake = std::move(waker);  // the Waker holds this future until drained: no cycle
+      to_call.swap(refs.callbacks);
     }
     completed.notify_all();
     if (wake) wake->post(shared_from_this());
-    if (!to_call.empty()) call_done_callbacks(to_call);
+    if (!to_call.empty()) call_done_callbacks(std::move(to_call));
   }
 
-  void call_done_callbacks(const std::vector<std::shared_ptr<py::object>>& to_call) {
-    if (python_is_finalizing()) return;
+  void call_done_callbacks(std::vector<py::object> to_call) {
+    if (python_is_finalizing()) {
+      PyRefs::release(PyRefs{py::object(), py::object(), std::move(to_call)});
+      return;
+    }
     py::gil_scoped_acquire gil;
     py::object self = py::cast(shared_from_this());
-    for (const auto& fn : to_call) {
+    for (const py::object& fn : to_call) {
       try {
-        (*fn)(self);
+        fn(self);
       } catch (py::error_already_set& e) {
         e.discard_as_unraisable("ringflow.Future done callback");  // as concurrent.futures logs them
       }
     }
+    to_call.clear();  // under the GIL: the parameter itself is destroyed after `gil` lets go
   }
 
-  // Waits with the GIL released; false on timeout (seconds < 0: forever). In slices, so Ctrl-C on
-  // the main thread is noticed.
-  bool wait(double seconds) {
+  // Waits with the GIL released; false on timeout (nullopt: forever; <= 0: no wait). On the main
+  // thread in slices, so Ctrl-C is noticed.
+  bool wait(std::optional<double> seconds) {
     using std::chrono::steady_clock;
     {
       std::lock_guard<std::mutex> lock(mutex);
-      if (done) return true;  // the usual case once settled: no GIL hand-off
+      if (done || (seconds && *seconds <= 0)) return done;  // no GIL hand-off
     }
+    const bool main_thread = PyGILState_Check() && py::module_::import("threading").attr("current_thread")().is(
+                                                       py::module_::import("threading").attr("main_thread")());
     py::gil_scoped_release release;
+    // A timeout beyond a year is forever (and keeps the time arithmetic in range).
+    const bool forever = !seconds || *seconds > 3.2e7;
     const steady_clock::time_point deadline =
-        seconds < 0 ? steady_clock::time_point::max()
-                    : steady_clock::now() + std::chrono::duration_cast<steady_clock::duration>(
-                                                std::chrono::duration<double>(seconds));
+        forever ? steady_clock::time_point::max()
+                : steady_clock::now() + std::chrono::duration_cast<steady_clock::duration>(
+                                            std::chrono::duration<double>(*seconds));
     std::unique_lock<std::mutex> lock(mutex);
     while (!done) {
       const steady_clock::time_point now = steady_clock::now();
       if (now >= deadline) return false;
+      if (!main_thread) {
+        completed.wait_until(lock, deadline);
+        continue;
+      }
       const auto slice = std::chrono::milliseconds(50);
       completed.wait_until(lock, deadline - now < slice ? deadline : now + slice);
       if (!done) {
@@ -474,11 +511,35 @@ struct FutureState : std::enable_shared_from_this<FutureState> {
   }
 };
 
+// run.submit() / run.try_submit(): the sample's Future, or (try_submit, no room) None. A sample
+// the DropIncoming policy rejects gets a Future that failed with that reason.
+py::object submit_future(Run& run, const py::object& inputs, const py::object& userdata, const std::string& stream_id,
+                         std::int64_t frame_id, std::int64_t pts_ns, bool wait) {
+  Sample sample = checked_sample(run, inputs, stream_id, frame_id, pts_ns);
+  auto future = std::make_shared<FutureState>();
+  if (!userdata.is_none()) future->refs.userdata = userdata;
+  Completion done = [future](PullResult& r) { future->complete(r); };
+  // Enqueueing takes a microsecond; only waiting for room is worth two GIL hand-offs.
+  std::optional<bool> accepted = run.submit_if_room(sample, done, future->cancel);
+  if (!accepted) {
+    if (!wait) return py::none();
+    accepted = waiting([&] { return run.submit(std::move(sample), std::move(done), future->cancel); });
+  }
+  if (!*accepted) {
+    PullResult rejected{PullStatus::Error, Sample(), "rejected by the DropIncoming overflow policy: the input queue was full"};
+    future->complete(rejected);
+  }
+  return py::cast(future);
+}
+
 py::object concurrent_futures(const char* name) {
   return py::module_::import("concurrent.futures").attr(name);
 }
 
-double timeout_seconds(const py::object& timeout) { return timeout.is_none() ? -1.0 : timeout.cast<double>(); }
+std::optional<double> timeout_seconds(const py::object& timeout) {
+  if (timeout.is_none()) return std::nullopt;
+  return timeout.cast<double>();
+}
 
 [[noreturn]] void raise_object(const py::object& error) {
   PyErr_SetObject(py::type::of(error).ptr(), error.ptr());
@@ -1047,13 +1108,18 @@ asyncio, completions reach the loop through one wake-up fd per loop.)doc")
            "False: a sample may be cancelled until its result is handed over.")
       .def("cancel",
            [](FutureState& f) {
-             std::lock_guard<std::mutex> lock(f.mutex);
-             if (f.done) return f.result.status == PullStatus::Cancelled;
-             f.cancel->store(true, std::memory_order_relaxed);
+             {
+               std::lock_guard<std::mutex> lock(f.mutex);
+               if (f.done) return f.result.status == PullStatus::Cancelled;
+               f.cancel->store(true, std::memory_order_relaxed);  // the engine drops the sample
+             }
+             PullResult cancelled{PullStatus::Cancelled, std::nullopt, "cancelled by Future.cancel()"};
+             f.complete(cancelled);  // done now; the engine's later result is ignored
              return true;
            },
-           "Drops the sample if it has not run yet, or discards its result if it has: the future ends "
-           "cancelled. Other samples are not affected. False if it already finished.")
+           "Cancels at once: the future is done and cancelled, and the engine drops the sample where it is "
+           "(or discards its result if it already ran). Other samples are not affected. False if it had "
+           "already finished.")
       .def("result",
            [=](FutureState& f, const py::object& timeout) -> py::object {
              settled(f, timeout);
@@ -1077,27 +1143,48 @@ asyncio, completions reach the loop through one wake-up fd per loop.)doc")
              {
                std::lock_guard<std::mutex> lock(f.mutex);
                if (!f.done) {
-                 f.callbacks.push_back(hold(fn));
+                 f.refs.callbacks.push_back(fn);
                  return;
                }
              }
-             fn(py::cast(f.shared_from_this()));
+             try {
+               fn(py::cast(f.shared_from_this()));
+             } catch (py::error_already_set& e) {
+               e.discard_as_unraisable("ringflow.Future done callback");  // as concurrent.futures logs them
+             }
            },
            py::arg("fn"), "Calls fn(future) once it is done: at once if it is, else on the thread that completes it.")
-      .def_property_readonly("userdata", [](const FutureState& f) { return f.userdata ? *f.userdata : py::none(); })
+      .def_property_readonly("userdata", [](FutureState& f) {
+        std::lock_guard<std::mutex> lock(f.mutex);
+        return f.refs.userdata ? f.refs.userdata : py::none();
+      })
       .def("_watch",
            [](FutureState& f, const std::shared_ptr<Waker>& waker, const py::object& awaiter) {
              std::lock_guard<std::mutex> lock(f.mutex);
-             f.awaiter = hold(awaiter);
+             if (f.refs.awaiter) throw Error("this rf.Future is already awaited, in another event loop or task");
+             f.refs.awaiter = awaiter;
              if (f.done) return false;
              f.waker = waker;
              return true;
            },
            "For ringflow._aio: post this future to `waker` when done; False if it is done already.")
-      .def_property_readonly("_awaiter", [](const FutureState& f) { return f.awaiter ? *f.awaiter : py::none(); })
+      .def_property_readonly("_awaiter",
+                             [](FutureState& f) {
+                               std::lock_guard<std::mutex> lock(f.mutex);
+                               return f.refs.awaiter ? f.refs.awaiter : py::none();
+                             })
+      .def("_take_awaiter",
+           [](FutureState& f) {
+             std::lock_guard<std::mutex> lock(f.mutex);
+             py::object awaiter = std::move(f.refs.awaiter);
+             return awaiter ? awaiter : py::none();
+           },
+           "For ringflow._aio: the asyncio future watching this one, handed over (the reference is dropped).")
       .def("__await__", [](const py::object& self) {
-        static const auto* await_future = new py::object(py::module_::import("ringflow._aio").attr("await_future"));
-        return (*await_future)(self);  // never freed: it outlives the module, as the dtype cache does
+        PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> await_future;
+        return await_future
+            .call_once_and_store_result([] { return py::module_::import("ringflow._aio").attr("await_future"); })
+            .get_stored()(self);
       })
       .def("__repr__", [](FutureState& f) {
         std::lock_guard<std::mutex> lock(f.mutex);
@@ -1167,28 +1254,22 @@ asyncio, completions reach the loop through one wake-up fd per loop.)doc")
       .def("submit",
            [](Run& self, const py::object& inputs, const py::object& userdata, const std::string& stream_id,
               std::int64_t frame_id, std::int64_t pts_ns) {
-             Sample sample = checked_sample(self, inputs, stream_id, frame_id, pts_ns);
-             auto future = std::make_shared<FutureState>();
-             if (!userdata.is_none()) future->userdata = hold(userdata);
-             Completion done = [future](PullResult& r) { future->complete(r); };
-             // Enqueueing takes a microsecond; only waiting for room is worth two GIL hand-offs.
-             std::optional<bool> accepted = self.submit_if_room(sample, done, future->cancel);
-             if (!accepted) {
-               accepted = waiting([&] { return self.submit(std::move(sample), std::move(done), future->cancel); });
-             }
-             if (!*accepted) {
-               PullResult rejected{PullStatus::Error, Sample(),
-                                   "rejected by the DropIncoming overflow policy: the input queue was full"};
-               future->complete(rejected);
-             }
-             return future;
+             return submit_future(self, inputs, userdata, stream_id, frame_id, pts_ns, /*wait=*/true);
            },
            py::arg("inputs"), py::arg("userdata") = py::none(), py::kw_only(), py::arg("stream_id") = "",
            py::arg("frame_id") = -1, py::arg("pts_ns") = -1,
            R"doc(Pushes one sample and returns an rf.Future of its result at once (waiting only while the
-queue is full, as push() does). Many threads and coroutines may submit into one Run; with
-max_batch > 1 their samples are batched together. A Run used this way delivers only to its futures:
-push() and pull() refuse on it. `await fut` (or `await run.infer(x)`) in asyncio.)doc")
+queue is full, as push() does: from a coroutine, use `await run.infer(x)`, which never blocks the
+loop). Many threads and coroutines may submit into one Run; with max_batch > 1 their samples are
+batched together. A Run used this way delivers only to its futures: push() and pull() refuse on it.)doc")
+      .def("try_submit",
+           [](Run& self, const py::object& inputs, const py::object& userdata, const std::string& stream_id,
+              std::int64_t frame_id, std::int64_t pts_ns) {
+             return submit_future(self, inputs, userdata, stream_id, frame_id, pts_ns, /*wait=*/false);
+           },
+           py::arg("inputs"), py::arg("userdata") = py::none(), py::kw_only(), py::arg("stream_id") = "",
+           py::arg("frame_id") = -1, py::arg("pts_ns") = -1,
+           "As submit(), but never waits: None when the input queue is full.")
       .def("try_push",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {

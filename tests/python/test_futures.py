@@ -117,6 +117,53 @@ def test_cancel_before_start_drops_the_sample_and_leaves_the_others(mlp_path, or
     assert not futures[0].cancel(), "a finished future cannot be cancelled"
 
 
+def test_cancel_completes_at_once_even_behind_a_stalled_stage(mlp_path):
+    release = threading.Event()
+    run = rf.Graph().add(rf.Stage(lambda s: release.wait(10) and None, name="stall")).add(rf.Model(mlp_path).graph()).build(
+        None, rf.RunOptions(queue_depth=8))
+    futures = [run.submit(x) for x in rows(3)]
+    seen = []
+    futures[2].add_done_callback(lambda f: seen.append(f.cancelled()))
+    assert futures[2].cancel()
+    assert futures[2].done() and futures[2].cancelled() and seen == [True]
+    assert futures[2].cancel(), "cancelling again reports it cancelled"
+    release.set()
+    assert futures[0].result(timeout=30) is not None and futures[1].result(timeout=30) is not None
+    assert run.wait_all(30000)
+    assert run.stats().cancelled == 1
+
+
+def test_infer_never_blocks_the_event_loop_when_the_queue_is_full(mlp_path, oracle):
+    """A 1 ms ticker keeps ticking while 12 coroutines wait for room in a 2-deep queue behind a
+    50 ms stage: a blocking submit would stall the loop for whole stage times."""
+    run = rf.Graph().add(rf.Stage(lambda s: time.sleep(0.05), name="slow")).add(rf.Model(mlp_path).graph()).build(
+        None, rf.RunOptions(queue_depth=2))
+    inputs = rows(12, seed=5)
+
+    async def main() -> tuple[list, float]:
+        gaps = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while not stop.is_set():
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.ensure_future(ticker())
+        results = await asyncio.gather(*(run.infer(x) for x in inputs))
+        stop.set()
+        await tick
+        return results, max(gaps)
+
+    results, worst_gap = asyncio.run(main())
+    for x, s in zip(inputs, results):
+        np.testing.assert_allclose(s[0], oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
+    assert worst_gap < 0.04, f"the event loop stalled for {worst_gap * 1000:.0f} ms"
+
+
 def test_cancel_after_start_discards_the_result(mlp_path):
     started = threading.Event()
     release = threading.Event()
@@ -133,6 +180,7 @@ def test_cancel_after_start_discards_the_result(mlp_path):
     release.set()
     with pytest.raises(concurrent.futures.CancelledError):
         fut.result(timeout=30)
+    assert run.wait_all(30000)  # the future was done at once; the engine discards the result later
     assert run.stats().cancelled == 1
 
 
@@ -180,7 +228,7 @@ def test_done_callbacks_and_timeouts(mlp_path):
     seen = []
     fut = run.submit(rows(1)[0], userdata="u")
     fut.add_done_callback(lambda f: seen.append((f.userdata, f.done())))
-    with pytest.raises(TimeoutError):
+    with pytest.raises(concurrent.futures.TimeoutError):
         fut.result(timeout=0.001)
     fut.result(timeout=30)
     run.wait_all(30000)

@@ -72,18 +72,30 @@ TEST(submit_from_four_threads_delivers_each_result_to_its_completion_once) {
   CHECK(run.stats().avg_batch_size > 1.0);
 }
 
+// A stage before the model that holds every sample until released: what is behind it is queued.
+struct Gate {
+  std::atomic<bool> open{false};
+  Stage stage() {
+    return Stage("gate", [this](Sample&) {
+      while (!open.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  }
+};
+
 TEST(a_cancel_flag_drops_a_queued_sample_and_leaves_the_others) {
+  Gate gate;
   Graph graph;
-  graph.add(Stage("slow", [](Sample&) { std::this_thread::sleep_for(std::chrono::milliseconds(10)); }))
-      .add(tiny_mlp().graph());
+  graph.add(gate.stage()).add(tiny_mlp().graph());
   Run run = graph.build(Sample(), depth_and_workers(16, 1));
+  HangGuard guard("cancel flag", std::chrono::seconds(60));
   Outcomes outcomes(8);
   std::vector<std::shared_ptr<std::atomic<bool>>> flags;
   for (int i = 0; i < 8; ++i) {
     flags.push_back(std::make_shared<std::atomic<bool>>(false));
     run.submit(tagged(i), outcomes.completion(static_cast<std::size_t>(i)), flags.back());
   }
-  flags[6]->store(true);
+  flags[6]->store(true);  // sample 6 waits behind the gate: it is dropped before inference
+  gate.open.store(true);
   CHECK(run.wait_all(30000));
   for (int i = 0; i < 8; ++i) {
     CHECK_EQ(outcomes.calls[i], 1);
@@ -94,19 +106,25 @@ TEST(a_cancel_flag_drops_a_queued_sample_and_leaves_the_others) {
 }
 
 TEST(stop_completes_every_submitted_sample_it_discards) {
+  Gate gate;
   Graph graph;
-  graph.add(Stage("slow", [](Sample&) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); }))
-      .add(tiny_mlp().graph());
+  graph.add(gate.stage()).add(tiny_mlp().graph());
   Run run = graph.build(Sample(), depth_and_workers(16, 1));
+  HangGuard guard("stop with submitted samples", std::chrono::seconds(60));
   Outcomes outcomes(10);
   for (int i = 0; i < 10; ++i) run.submit(tagged(i), outcomes.completion(static_cast<std::size_t>(i)));
-  run.stop();
+  std::thread opener([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    gate.open.store(true);  // lets the gate's thread see stop() and leave
+  });
+  run.stop();  // every sample is still queued or held at the gate
+  opener.join();
   int cancelled = 0;
   for (int i = 0; i < 10; ++i) {
     CHECK_EQ(outcomes.calls[i], 1);
     cancelled += outcomes.results[i].status == PullStatus::Cancelled;
   }
-  CHECK(cancelled >= 5);
+  CHECK_EQ(cancelled, 10);
   CHECK_THROWS(run.submit(tagged(0), [](PullResult&) {}), ClosedError);
 }
 
