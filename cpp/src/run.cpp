@@ -153,11 +153,13 @@ void RunImpl::add_stages(std::vector<Stage> before, std::vector<Stage> after) {
 }
 
 // The built-in preprocessing, for one thread: frames of a size met before reuse their resize taps,
-// and a model of fixed size gets its inputs from a pool instead of a fresh allocation per frame.
+// and the model inputs it writes come from a pool instead of a fresh allocation per frame (for a
+// model of dynamic size, a pool per input size, kept while frames keep that size).
 Stage::Function RunImpl::preprocess_function() const {
   struct Scratch {
     Preprocessor::Taps taps;
     std::optional<Preprocessor> sized;  // for a model of dynamic size: the last frame size's
+    std::shared_ptr<BufferPool> sized_pool;
     Shape sized_for;
   };
   auto scratch = std::make_shared<Scratch>();
@@ -167,22 +169,23 @@ Stage::Function RunImpl::preprocess_function() const {
     if (s.tensors.size() != 1) s.tensors = model_->inputs_in_model_order(s);
     const Tensor frame = s.tensors[0];
     const Preprocessor* pre = preprocessor_ ? &*preprocessor_ : nullptr;
+    BufferPool* pool = preprocess_pool_.get();
     if (!pre) {
       if (!scratch->sized || scratch->sized_for != frame.shape()) {
         scratch->sized.emplace(model_->frame_preprocessor(frame));
         scratch->sized_for = frame.shape();
+        const std::size_t bytes = element_count(scratch->sized->model_input().shape) * sizeof(float);
+        if (!scratch->sized_pool || scratch->sized_pool->buffer_bytes() != bytes) {
+          scratch->sized_pool = BufferPool::create(bytes, result_capacity_);
+        }
       }
       pre = &*scratch->sized;
+      pool = scratch->sized_pool.get();
     }
     pre->check_frame(frame);
-    Tensor out;
-    if (preprocess_pool_) {
-      std::shared_ptr<const void> buffer = preprocess_pool_->acquire();
-      void* data = const_cast<void*>(buffer.get());  // before the move below
-      out = Tensor::borrow(DType::Float32, pre->model_input().shape, data, std::move(buffer));
-    } else {
-      out = Tensor::allocate(DType::Float32, pre->model_input().shape);
-    }
+    std::shared_ptr<const void> buffer = pool->acquire();
+    void* data = const_cast<void*>(buffer.get());  // before the move below
+    Tensor out = Tensor::borrow(DType::Float32, pre->model_input().shape, data, std::move(buffer));
     pre->apply(frame, out, scratch->taps);
     s.tensors.assign(1, std::move(out));
     s.names.assign(1, std::string());  // the model's one input, by position

@@ -381,3 +381,21 @@ def test_a_python_stage_keeps_its_thread_local_state_between_samples(mlp_path):
         run.push(x)
     run.close_input()
     assert [int(s[0][0]) for s in run] == list(range(1, 11))
+
+
+def test_a_staged_run_delivers_to_a_callback_in_order(mlp_path, oracle):
+    got: list[tuple[int, np.ndarray]] = []
+
+    def on_results(results: list[rf.PullResult]) -> None:
+        got.extend((r.sample.frame_id, r.sample["logits"].copy()) for r in results)
+
+    graph = rf.Graph().add(rf.Stage(lambda s: [pre(s[0])], name="pre", threads=2)).add(rf.Model(mlp_path).graph())
+    run = graph.build(None, rf.RunOptions(queue_depth=8))
+    run.set_callback(on_results, every=4)
+    inputs = rows(30, seed=9)
+    for i, x in enumerate(inputs):
+        run.push(x, frame_id=i)
+    assert run.wait_all(30000)
+    assert [f for f, _ in got] == list(range(30))
+    for (_, logits), x in zip(got, inputs):
+        np.testing.assert_allclose(logits, oracle.run(None, {"input": pre(x)})[0], rtol=1e-5, atol=1e-5)
