@@ -36,6 +36,18 @@ def tiny_mlp_path() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def mlp_path(tiny_mlp_path: pathlib.Path) -> str:
+    return str(tiny_mlp_path)
+
+
+@pytest.fixture(scope="session")
+def mlp_oracle(tiny_mlp_path: pathlib.Path) -> Any:
+    """tiny-mlp in onnxruntime.InferenceSession: what ringflow's results must equal."""
+    import onnxruntime as ort
+    return ort.InferenceSession(str(tiny_mlp_path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="session")
 def resnet50_path() -> pathlib.Path:
     return rf.models.ensure("resnet50")
 

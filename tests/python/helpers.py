@@ -194,3 +194,9 @@ class ProgressCounter:
     def stop(self) -> None:
         self._stop = True
         self._thread.join()
+
+
+def mlp_rows(n: int, seed: int = 0) -> list[np.ndarray]:
+    """n random tiny-mlp inputs, float32 [1, 64] each."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(n)]

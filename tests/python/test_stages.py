@@ -14,24 +14,10 @@ import pytest
 from onnx import TensorProto, helper
 
 import ringflow as rf
+from helpers import mlp_rows
 from ringflow import models
 
 N_SAMPLES = 200
-
-
-@pytest.fixture(scope="module")
-def mlp_path() -> str:
-    return str(models.ensure("tiny-mlp"))
-
-
-@pytest.fixture(scope="module")
-def oracle(mlp_path):
-    return ort.InferenceSession(mlp_path, providers=["CPUExecutionProvider"])
-
-
-def rows(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(n)]
 
 
 def pre(x: np.ndarray) -> np.ndarray:
@@ -58,7 +44,7 @@ def drain(run: rf.Run, timeout_ms: int = 30000) -> list[rf.PullResult]:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_python_pre_and_post_stages_equal_the_computation_by_hand(mlp_path, oracle, threads):
+def test_python_pre_and_post_stages_equal_the_computation_by_hand(mlp_path, mlp_oracle, threads):
     seen_by_last_stage: list[int] = []
     stage_threads: set[int] = set()
 
@@ -78,7 +64,7 @@ def test_python_pre_and_post_stages_equal_the_computation_by_hand(mlp_path, orac
     graph.add(lambda s: seen_by_last_stage.append(s.frame_id))  # a bare callable is a Stage too
     run = graph.build(np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=8))
 
-    inputs = rows(N_SAMPLES)
+    inputs = mlp_rows(N_SAMPLES)
 
     def produce() -> None:
         for i, x in enumerate(inputs):
@@ -97,7 +83,7 @@ def test_python_pre_and_post_stages_equal_the_computation_by_hand(mlp_path, orac
     assert threading.get_ident() not in stage_threads
     assert len(stage_threads) <= threads
     for x, s in zip(inputs, pulled):
-        expected = post(oracle.run(None, {"input": pre(x)})[0])
+        expected = post(mlp_oracle.run(None, {"input": pre(x)})[0])
         assert s.names == ["logits", "probs"]
         np.testing.assert_allclose(s["logits"], expected["logits"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(s["probs"], expected["probs"], rtol=1e-5, atol=1e-6)
@@ -120,7 +106,7 @@ def test_stage_may_return_a_sample_or_none_and_metadata_is_kept(mlp_path):
     graph = rf.Graph().add(rf.Stage(as_sample, name="double")).add(rf.Model(mlp_path).graph())
     graph.add(rf.Stage(lambda s: None, name="noop"))
     run = graph.build(np.zeros((1, 64), np.float32))
-    x = rows(1)[0]
+    x = mlp_rows(1)[0]
     run.push(x, frame_id=7)
     run.close_input()
     (s,) = list(run)
@@ -136,7 +122,7 @@ def test_a_raising_stage_fails_that_sample_only(mlp_path):
 
     graph = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(picky, name="picky", threads=2))
     run = graph.build(np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=32))
-    for i, x in enumerate(rows(20)):
+    for i, x in enumerate(mlp_rows(20)):
         run.push(x, frame_id=i)
     run.close_input()
     results = drain(run)
@@ -151,7 +137,7 @@ def test_a_raising_stage_fails_that_sample_only(mlp_path):
 
     # pull() raises for the failed sample and goes on with the next.
     run = graph.build(np.zeros((1, 64), np.float32))
-    for i, x in enumerate(rows(3)):
+    for i, x in enumerate(mlp_rows(3)):
         run.push(x, frame_id=i)
     run.close_input()
     assert run.pull(30000).frame_id == 0
@@ -163,7 +149,7 @@ def test_a_raising_stage_fails_that_sample_only(mlp_path):
 def test_a_stage_returning_what_the_model_cannot_take_fails_that_sample(mlp_path):
     graph = rf.Graph().add(lambda s: [np.zeros((1, 3), np.float32)] if s.frame_id == 1 else None)
     run = graph.add(rf.Model(mlp_path).graph()).build(np.zeros((1, 64), np.float32))
-    for i, x in enumerate(rows(3)):
+    for i, x in enumerate(mlp_rows(3)):
         run.push(x, frame_id=i)
     run.close_input()
     statuses = [(r.status, r.error) for r in drain(run)]
@@ -180,11 +166,11 @@ def test_cancel_and_stop_and_wait_account_for_every_sample(mlp_path):
 
     graph = rf.Graph().add(rf.Stage(slow, name="slow")).add(rf.Model(mlp_path).graph())
     run = graph.build(np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=32))
-    accepted = sum(run.push(x, frame_id=i) for i, x in enumerate(rows(30)))
+    accepted = sum(run.push(x, frame_id=i) for i, x in enumerate(mlp_rows(30)))
     time.sleep(0.035)
     run.cancel()
     with pytest.raises(rf.ClosedError):
-        run.push(rows(1)[0])
+        run.push(mlp_rows(1)[0])
     results = drain(run)
     by_status = {status: sum(r.status == status for r in results)
                  for status in (rf.PullStatus.Ok, rf.PullStatus.Cancelled, rf.PullStatus.Error)}
@@ -195,7 +181,7 @@ def test_cancel_and_stop_and_wait_account_for_every_sample(mlp_path):
 
     # pull() raises CancelledError for a cancelled sample.
     run = graph.build(np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=8))
-    for i, x in enumerate(rows(5)):
+    for i, x in enumerate(mlp_rows(5)):
         run.push(x, frame_id=i + 1)
     run.cancel()
     with pytest.raises(rf.CancelledError):
@@ -204,7 +190,7 @@ def test_cancel_and_stop_and_wait_account_for_every_sample(mlp_path):
 
     # stop_and_wait: everything passes every stage; nothing is lost.
     run = graph.build(np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=16))
-    for i, x in enumerate(rows(12)):
+    for i, x in enumerate(mlp_rows(12)):
         run.push(x, frame_id=i + 1)
     assert run.stop_and_wait(timeout_ms=30000)
     got = [run.pull(0) for _ in range(12)]
@@ -215,7 +201,7 @@ def test_cancel_and_stop_and_wait_account_for_every_sample(mlp_path):
 def test_trace_is_chrome_json_with_a_lane_per_stage_thread(mlp_path, tmp_path):
     graph = rf.Graph().add(rf.Stage(lambda s: None, name="decode", threads=2)).add(rf.Model(mlp_path).graph())
     run = graph.add(rf.TopK(3)).build(np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=32, trace_samples=10))
-    for x in rows(30):
+    for x in mlp_rows(30):
         run.push(x)
     run.close_input()
     assert len(list(run)) == 30
@@ -357,7 +343,7 @@ def test_a_stage_that_stops_or_waits_for_its_own_run_fails_that_sample(mlp_path)
     run = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(selfish, name="selfish")).build(
         np.zeros((1, 64), np.float32))
     holder["run"] = run
-    for i, x in enumerate(rows(4)):
+    for i, x in enumerate(mlp_rows(4)):
         run.push(x, frame_id=i)
     run.close_input()
     results = drain(run)
@@ -377,13 +363,13 @@ def test_a_python_stage_keeps_its_thread_local_state_between_samples(mlp_path):
 
     run = rf.Graph().add(rf.Model(mlp_path).graph()).add(rf.Stage(count, name="count")).build(
         np.zeros((1, 64), np.float32), rf.RunOptions(queue_depth=16))
-    for x in rows(10):
+    for x in mlp_rows(10):
         run.push(x)
     run.close_input()
     assert [int(s[0][0]) for s in run] == list(range(1, 11))
 
 
-def test_a_staged_run_delivers_to_a_callback_in_order(mlp_path, oracle):
+def test_a_staged_run_delivers_to_a_callback_in_order(mlp_path, mlp_oracle):
     got: list[tuple[int, np.ndarray]] = []
 
     def on_results(results: list[rf.PullResult]) -> None:
@@ -392,10 +378,10 @@ def test_a_staged_run_delivers_to_a_callback_in_order(mlp_path, oracle):
     graph = rf.Graph().add(rf.Stage(lambda s: [pre(s[0])], name="pre", threads=2)).add(rf.Model(mlp_path).graph())
     run = graph.build(None, rf.RunOptions(queue_depth=8))
     run.set_callback(on_results, every=4)
-    inputs = rows(30, seed=9)
+    inputs = mlp_rows(30, seed=9)
     for i, x in enumerate(inputs):
         run.push(x, frame_id=i)
     assert run.wait_all(30000)
     assert [f for f, _ in got] == list(range(30))
     for (_, logits), x in zip(got, inputs):
-        np.testing.assert_allclose(logits, oracle.run(None, {"input": pre(x)})[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logits, mlp_oracle.run(None, {"input": pre(x)})[0], rtol=1e-5, atol=1e-5)
