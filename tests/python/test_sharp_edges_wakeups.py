@@ -127,6 +127,10 @@ import json, os, signal, sys, threading, time
 import numpy as np
 import ringflow as rf
 
+# A shell starting the tests in the background (without job control) makes them ignore SIGINT,
+# and Python then keeps ignoring it; this test is about ringflow's waits, so restore Ctrl-C.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 case, tiny_path, slow_path, inputs_path = sys.argv[1:5]
 data = np.load(inputs_path)
 xs = [data["x%d" % i] for i in range(int(data["count"]))]
