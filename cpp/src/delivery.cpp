@@ -1,6 +1,4 @@
 // The end of a Run: results handed out by pull(), or to a callback on a report thread, and run().
-#include <cxxabi.h>
-
 #include "ringflow/errors.hpp"
 #include "run_impl.hpp"
 #include "waiting.hpp"
@@ -135,16 +133,9 @@ void RunImpl::complete(Item&& item) {
     result.sample->names.clear();
     cancelled_.fetch_add(1, std::memory_order_relaxed);
   }
-  t_in_result_callback = this;
-  try {
-    finish_submitted(submitted, result);
-  } catch (const abi::__forced_unwind&) {
-    t_in_result_callback = nullptr;
-    throw;  // the thread is being ended (pthread_exit, as Python does at exit): let it
-  } catch (...) {
-    callback_errors_.add(std::current_exception());
+  if (std::exception_ptr thrown = call_user(t_in_result_callback, [&] { finish_submitted(submitted, result); })) {
+    callback_errors_.add(thrown);
   }
-  t_in_result_callback = nullptr;
   release_samples(1);
 }
 
@@ -202,16 +193,9 @@ Clock::time_point RunImpl::report() {
 void RunImpl::deliver_group() {
   Delivery& d = *delivery_;
   const std::size_t n = d.group.size();
-  t_in_result_callback = this;
-  try {
-    d.callback(d.group);
-  } catch (const abi::__forced_unwind&) {
-    t_in_result_callback = nullptr;
-    throw;  // the thread is being ended (pthread_exit, as Python does at exit): let it
-  } catch (...) {
-    callback_errors_.add(std::current_exception());
+  if (std::exception_ptr thrown = call_user(t_in_result_callback, [&] { d.callback(d.group); })) {
+    callback_errors_.add(thrown);
   }
-  t_in_result_callback = nullptr;
   d.group.clear();  // pooled buffers the callback did not keep go back now
   release_samples(n);
 }

@@ -2,8 +2,6 @@
 // close/stop/cancel, stats(), and the Run handle. The middle is inference.cpp, the end delivery.cpp.
 #include "ringflow/run.hpp"
 
-#include <cxxabi.h>
-
 #include <system_error>
 
 #include "ringflow/errors.hpp"
@@ -238,17 +236,11 @@ void RunImpl::stop() {
   // Submitted samples the stop discarded still get their result, so no submitter waits forever.
   // Outside the lock, and marked as inside a result callback: one that calls stop() again gets
   // an error instead of a deadlock.
-  const RunImpl* outer = t_in_result_callback;
-  t_in_result_callback = this;
   for (const std::shared_ptr<Submitted>& submitted : pending) {
     PullResult stopped{PullStatus::Cancelled, std::nullopt, "the Run was stopped before this sample finished"};
-    try {
-      submitted->done(stopped);
-    } catch (...) {
-      // Nobody is left to raise it to: the Run is stopping.
-    }
+    // What it throws is dropped: nobody is left to raise it to, the Run is stopping.
+    call_user(t_in_result_callback, [&] { submitted->done(stopped); });
   }
-  t_in_result_callback = outer;
 }
 
 void RunImpl::stop_locked() {
@@ -314,17 +306,8 @@ void RunImpl::report_drop(const Sample& sample, DropReason reason, std::exceptio
   if (!options.on_input_drop) return;
   DroppedInput dropped{sample.stream_id, sample.frame_id,
                        reason == DropReason::Evicted ? sample.input_seq : 0, reason};
-  const RunImpl* outer = t_in_drop_callback;
-  t_in_drop_callback = this;
-  try {
-    options.on_input_drop(dropped);
-  } catch (const abi::__forced_unwind&) {
-    t_in_drop_callback = outer;
-    throw;  // the thread is being ended (pthread_exit, as Python does at exit): let it
-  } catch (...) {
-    if (!callback_error) callback_error = std::current_exception();
-  }
-  t_in_drop_callback = outer;
+  std::exception_ptr thrown = call_user(t_in_drop_callback, [&] { options.on_input_drop(dropped); });
+  if (thrown && !callback_error) callback_error = thrown;
 }
 
 void RunImpl::release_samples(std::uint64_t count) {
@@ -455,14 +438,10 @@ std::optional<bool> RunImpl::push(Sample& sample, PushMode mode, Clock::time_poi
                              "evicted by the KeepLatest overflow policy: the input queue was full"};
           evicted.sample->tensors.clear();
           evicted.sample->names.clear();
-          const RunImpl* outer = t_in_result_callback;
-          t_in_result_callback = this;  // a completion that stops or waits for this Run is refused
-          try {
-            finish_submitted(oldest.submitted, evicted);
-          } catch (...) {
-            if (!callback_error) callback_error = std::current_exception();
-          }
-          t_in_result_callback = outer;
+          // As a result callback: a completion that stops or waits for this Run is refused.
+          std::exception_ptr thrown =
+              call_user(t_in_result_callback, [&] { finish_submitted(oldest.submitted, evicted); });
+          if (thrown && !callback_error) callback_error = thrown;
         }
         report_drop(oldest.sample, DropReason::Evicted, callback_error);
         // Having dropped a sample for this one, push_if_room() must not hand it back (a retry

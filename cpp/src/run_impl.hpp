@@ -1,6 +1,8 @@
 // RunImpl: the pipeline behind a Run. See run.hpp for the picture.
 #pragma once
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -89,6 +91,25 @@ class RunImpl : private ReportThreadImpl::Subscriber {
   // from there, or stopping it, is refused.
   static thread_local const RunImpl* t_in_drop_callback;
   static thread_local const RunImpl* t_in_result_callback;
+  // Calls the user's code with `in_callback` (one of the two above) naming this Run, and returns
+  // what it threw (null if nothing), for the caller to raise later or drop. A forced unwind (the
+  // thread being ended by pthread_exit, as Python does at exit) goes through.
+  template <typename Call>
+  std::exception_ptr call_user(const RunImpl*& in_callback, Call&& call) {
+    const RunImpl* outer = in_callback;
+    in_callback = this;
+    std::exception_ptr thrown;
+    try {
+      call();
+    } catch (const abi::__forced_unwind&) {
+      in_callback = outer;
+      throw;
+    } catch (...) {
+      thrown = std::current_exception();
+    }
+    in_callback = outer;
+    return thrown;
+  }
   // set_callback(): the callback and the group being gathered for it. Touched only by the report
   // thread once set, apart from the immutable fields.
   struct Delivery {
