@@ -80,13 +80,17 @@ struct Gate {
       while (!open.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     });
   }
+  // A tiny-mlp Run, 16 deep, behind this gate.
+  Run run() {
+    Graph graph;
+    graph.add(stage()).add(tiny_mlp().graph());
+    return graph.build(Sample(), depth_and_workers(16, 1));
+  }
 };
 
 TEST(a_cancel_flag_drops_a_queued_sample_and_leaves_the_others) {
   Gate gate;
-  Graph graph;
-  graph.add(gate.stage()).add(tiny_mlp().graph());
-  Run run = graph.build(Sample(), depth_and_workers(16, 1));
+  Run run = gate.run();
   HangGuard guard("cancel flag", std::chrono::seconds(60));
   Outcomes outcomes(8);
   std::vector<std::shared_ptr<std::atomic<bool>>> flags;
@@ -107,9 +111,7 @@ TEST(a_cancel_flag_drops_a_queued_sample_and_leaves_the_others) {
 
 TEST(stop_completes_every_submitted_sample_it_discards) {
   Gate gate;
-  Graph graph;
-  graph.add(gate.stage()).add(tiny_mlp().graph());
-  Run run = graph.build(Sample(), depth_and_workers(16, 1));
+  Run run = gate.run();
   HangGuard guard("stop with submitted samples", std::chrono::seconds(60));
   Outcomes outcomes(10);
   for (int i = 0; i < 10; ++i) run.submit(tagged(i), outcomes.completion(static_cast<std::size_t>(i)));
