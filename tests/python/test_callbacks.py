@@ -471,15 +471,23 @@ def gated_raiser(raise_for: dict[int, BaseException], gate: threading.Event,
     return hook
 
 
-def test_a_raising_callback_makes_the_next_push_raise_once(tiny_mlp, mlp_inputs, make_run):
+def first_group_raises(tiny_mlp, mlp_inputs, make_run, error: BaseException):
+    """A Run whose Recorder callback raises `error` in group 0, with samples 0 and 1 pushed and the
+    gate open. Returns (run, rec, second): `second` is set when group 1 begins, that is once group
+    0 has raised and been recorded."""
     gate, second = threading.Event(), threading.Event()
-    error = ValueError("cannot encode frame 0")
     run = make_run(tiny_mlp.model, mlp_inputs[0])
     rec = Recorder(gated_raiser({0: error}, gate, {1: second}))
     run.set_callback(rec)
     assert run.push(mlp_inputs[0], frame_id=0) is True
     assert run.push(mlp_inputs[1], frame_id=1) is True
     gate.set()
+    return run, rec, second
+
+
+def test_a_raising_callback_makes_the_next_push_raise_once(tiny_mlp, mlp_inputs, make_run):
+    error = ValueError("cannot encode frame 0")
+    run, rec, second = first_group_raises(tiny_mlp, mlp_inputs, make_run, error)
     assert second.wait(WAIT_S)  # group 0 has raised and been recorded before group 1 begins
 
     with pytest.raises(rf.CallbackError) as raised:
@@ -501,14 +509,8 @@ def test_a_raising_callback_makes_the_next_push_raise_once(tiny_mlp, mlp_inputs,
 
 
 def test_try_push_raises_a_pending_callback_error_too(tiny_mlp, mlp_inputs, make_run):
-    gate, second = threading.Event(), threading.Event()
     error = RuntimeError("disk full")
-    run = make_run(tiny_mlp.model, mlp_inputs[0])
-    rec = Recorder(gated_raiser({0: error}, gate, {1: second}))
-    run.set_callback(rec)
-    run.push(mlp_inputs[0], frame_id=0)
-    run.push(mlp_inputs[1], frame_id=1)
-    gate.set()
+    run, rec, second = first_group_raises(tiny_mlp, mlp_inputs, make_run, error)
     assert second.wait(WAIT_S)
     with pytest.raises(rf.CallbackError) as raised:
         run.try_push(mlp_inputs[2], frame_id=2)
@@ -569,14 +571,8 @@ def test_an_interrupt_among_callback_errors_keeps_the_others(tiny_mlp, mlp_input
 
 
 def test_set_callback_raises_a_pending_callback_error(tiny_mlp, mlp_inputs, make_run):
-    gate, second = threading.Event(), threading.Event()
     error = ValueError("first group failed")
-    run = make_run(tiny_mlp.model, mlp_inputs[0])
-    rec = Recorder(gated_raiser({0: error}, gate, {1: second}))
-    run.set_callback(rec)
-    run.push(mlp_inputs[0], frame_id=0)
-    run.push(mlp_inputs[1], frame_id=1)
-    gate.set()
+    run, rec, second = first_group_raises(tiny_mlp, mlp_inputs, make_run, error)
     assert second.wait(WAIT_S)
     with pytest.raises(rf.CallbackError) as raised:
         run.set_callback(Recorder())
@@ -593,14 +589,8 @@ def test_set_callback_raises_a_pending_callback_error(tiny_mlp, mlp_inputs, make
 @pytest.mark.parametrize("exception", [KeyboardInterrupt, SystemExit])
 def test_keyboard_interrupt_and_system_exit_come_out_as_themselves(tiny_mlp, mlp_inputs,
                                                                    make_run, exception, via):
-    gate, second = threading.Event(), threading.Event()
     error = exception("stop now")
-    run = make_run(tiny_mlp.model, mlp_inputs[0])
-    rec = Recorder(gated_raiser({0: error}, gate, {1: second}))
-    run.set_callback(rec)
-    run.push(mlp_inputs[0], frame_id=0)
-    run.push(mlp_inputs[1], frame_id=1)
-    gate.set()
+    run, rec, second = first_group_raises(tiny_mlp, mlp_inputs, make_run, error)
     if via == "push":
         assert second.wait(WAIT_S)
         with pytest.raises(exception) as raised:
