@@ -10,6 +10,11 @@
 // read-modify-write too. RMWs of one atomic are totally ordered, and acq_rel makes the earlier one
 // visible to the later: either the notifier sees the waiter, or the waiter sees the condition. The
 // notifier takes the mutex only when someone is parked.
+//
+// A thread that must not block (an event loop) waits with `watch(fire)` instead: it counts as a
+// waiter, so the next notify_all() takes `fire` and calls it, once, after letting go of the mutex.
+// The watcher re-checks its condition after watch() returns, as wait_until does after announcing
+// itself; a watcher that finds it true is simply fired later, for nothing.
 #pragma once
 
 #include <atomic>
@@ -17,7 +22,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <functional>
 #include <thread>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -45,13 +52,24 @@ class EventCount {
  public:
   void notify_all() noexcept {
     if (waiters_.fetch_add(0, std::memory_order_acq_rel) == 0) return;
+    std::vector<std::function<void()>> fire;
     {
       // Taking the lock orders this bump after any waiter that is between its epoch check and its
       // sleep, so that waiter is already inside wait() when notify_all() runs.
       std::lock_guard<std::mutex> lock(mutex_);
       epoch_.fetch_add(1, std::memory_order_seq_cst);
+      fire.swap(watchers_);
+      waiters_.fetch_sub(static_cast<std::uint32_t>(fire.size()), std::memory_order_relaxed);
     }
     cv_.notify_all();
+    for (auto& f : fire) f();  // outside the lock: a watcher may watch() again
+  }
+
+  // Calls `fire` once, from the next notify_all(). Must be quick and must not throw.
+  void watch(std::function<void()> fire) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    watchers_.push_back(std::move(fire));
+    waiters_.fetch_add(1, std::memory_order_acq_rel);  // before the caller re-checks; see above
   }
 
   // Blocks until `ready()` is true or the deadline passes; returns the final `ready()`.
@@ -102,6 +120,7 @@ class EventCount {
   std::atomic<std::uint64_t> epoch_{0};
   std::mutex mutex_;
   std::condition_variable cv_;
+  std::vector<std::function<void()>> watchers_;  // guarded by mutex_
 };
 
 }  // namespace ringflow

@@ -694,23 +694,21 @@ std::optional<bool> Run::submit_if_room(Sample& sample, Completion& done,
   return live(impl_).submit(sample, done, std::move(cancel), RunImpl::PushMode::IfRoom,
                             deadline_after(std::max(0, timeout_ms)));
 }
+void Run::notify_when_pullable(std::function<void()> wake) { live(impl_).watch_results(std::move(wake)); }
+void Run::notify_when_pushable(std::function<void()> wake) { live(impl_).watch_room(std::move(wake)); }
 void Run::cancel() { live(impl_).cancel(); }
 void Run::trace(const std::string& path) const { live(impl_).trace(path); }
 
-std::optional<Sample> Run::pull(int timeout_ms) {
-  PullResult r = live(impl_).pull(timeout_ms);
-  if (r.status == PullStatus::Error) {
-    const Sample& s = *r.sample;
-    throw InferenceError("sample input_seq=" + std::to_string(s.input_seq) +
-                         " frame_id=" + std::to_string(s.frame_id) + " failed: " + r.error);
-  }
-  if (r.status == PullStatus::Cancelled) {
-    const Sample& s = *r.sample;
-    throw CancelledError("sample input_seq=" + std::to_string(s.input_seq) +
-                         " frame_id=" + std::to_string(s.frame_id) + " was cancelled by Run::cancel()");
-  }
-  return std::move(r.sample);
+std::optional<Sample> PullResult::take_sample() {
+  if (status != PullStatus::Error && status != PullStatus::Cancelled) return std::move(sample);
+  const std::string which = sample ? "sample input_seq=" + std::to_string(sample->input_seq) +
+                                         " frame_id=" + std::to_string(sample->frame_id)
+                                   : std::string("the sample");
+  if (status == PullStatus::Error) throw InferenceError(which + " failed: " + error);
+  throw CancelledError(which + " was cancelled by Run::cancel()");
 }
+
+std::optional<Sample> Run::pull(int timeout_ms) { return live(impl_).pull(timeout_ms).take_sample(); }
 
 PullResult Run::pull_with_status(int timeout_ms) { return live(impl_).pull(timeout_ms); }
 Sample Run::run(const std::vector<Tensor>& inputs, int timeout_ms) {

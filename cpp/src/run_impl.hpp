@@ -60,6 +60,9 @@ class RunImpl : private ReportThreadImpl::Subscriber {
                     std::shared_ptr<ReportThreadImpl> thread);
   bool wait_all(int timeout_ms);
   PullResult pull(int timeout_ms);
+  // Run::notify_when_pullable() and notify_when_pushable().
+  void watch_results(std::function<void()> wake) { result_ready_.watch(std::move(wake)); }
+  void watch_room(std::function<void()> wake) { input_space_.watch(std::move(wake)); }
   Sample run_one(Sample sample, int timeout_ms);
   RunStats stats() const;
   InputStats input_stats() const;

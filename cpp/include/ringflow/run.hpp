@@ -105,6 +105,10 @@ struct PullResult {
   PullStatus status = PullStatus::Timeout;
   std::optional<Sample> sample;  // set for Ok; for Error, the failed input's metadata (no tensors)
   std::string error;
+
+  // What pull() makes of it: the sample (Ok), nullopt (Timeout, Closed), or it throws
+  // InferenceError (Error) or CancelledError (Cancelled). Moves the sample out.
+  std::optional<Sample> take_sample();
 };
 
 // Receives a Run's results when set_callback() was called: up to `every` at a time, in push order
@@ -217,6 +221,14 @@ class Run {
   std::optional<bool> submit_if_room(Sample& sample, Completion& done,
                                      std::shared_ptr<const std::atomic<bool>> cancel = nullptr, int timeout_ms = 0);
 
+  // For event loops, which must not block: calls `wake` once, from the next thread that may have
+  // changed what pull() (notify_when_pullable) or a Block push() (notify_when_pushable) would do:
+  // a result arrived, room was made, the input closed, the Run stopped. Register first, then poll
+  // (pull_with_status(0), push_if_room()), and wait for `wake` only if that still found nothing; a
+  // wake may find nothing new, so poll and register again. `wake` runs on an engine thread: it
+  // must be quick, must not throw and must not call into this Run.
+  void notify_when_pullable(std::function<void()> wake);
+  void notify_when_pushable(std::function<void()> wake);
   // Waits until every accepted sample has been delivered (its callback returned, or it was
   // pulled) and no push is in progress; false if `timeout_ms` (>= 0) passed first. Refused from
   // inside this Run's own callback, where it would wait for itself.

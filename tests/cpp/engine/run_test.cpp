@@ -2,6 +2,9 @@
 // ordering, admission control, close_input, input checks, timeouts and teardown.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -360,4 +363,59 @@ TEST(push_if_room_hands_a_sample_back_uncounted_when_push_would_wait) {
   while (!(accepted = run.push_if_room(sample))) std::this_thread::sleep_for(1ms);
   CHECK(*accepted);
   CHECK_EQ(run.input_stats().pushes, pushes_before + 1);
+}
+
+// An event loop's wait, as ringflow's asyncio glue does it: ask to be woken, poll once more, and
+// wait for the wake-up only if that found nothing. Each wake-up comes from the engine thread that
+// made the change: a result delivered, room made by admission, end of stream.
+TEST(notify_when_pullable_and_pushable_wake_a_waiter_that_never_blocks_in_the_run) {
+  Run run = build_run(depth_and_workers(2, 1));
+  struct Flag {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool set = false;
+    std::function<void()> waker() {
+      return [this] {
+        std::lock_guard<std::mutex> lock(mutex);
+        set = true;
+        cv.notify_all();
+      };
+    }
+    bool wait() {
+      std::unique_lock<std::mutex> lock(mutex);
+      return cv.wait_for(lock, std::chrono::milliseconds(kPullTimeoutMs), [&] { return set; });
+    }
+  };
+  HangGuard guard("waiting by notification", kHangLimit);
+
+  Flag result;
+  run.notify_when_pullable(result.waker());
+  CHECK_EQ(run.pull_with_status(0).status, PullStatus::Timeout);
+  CHECK(run.push({mlp_input(0)}));
+  CHECK(result.wait());  // woken by the delivery of that result
+  PullResult got = run.pull_with_status(0);
+  for (int polls = 0; got.status == PullStatus::Timeout && polls < 1000; ++polls) got = run.pull_with_status(1);
+  CHECK_EQ(got.status, PullStatus::Ok);
+
+  fill(run, static_cast<int>(run.capacity()));
+  std::this_thread::sleep_for(20ms);
+  Sample waiting = make_sample({mlp_input(7)});
+  CHECK(!run.push_if_room(waiting).has_value());  // full
+  Flag room;
+  run.notify_when_pushable(room.waker());
+  CHECK(!run.push_if_room(waiting).has_value());  // still full after asking: wait for the wake-up
+  CHECK(run.pull(kPullTimeoutMs).has_value());    // frees a result slot; admission makes room
+  CHECK(room.wait());
+  std::optional<bool> accepted;
+  while (!(accepted = run.push_if_room(waiting))) std::this_thread::sleep_for(1ms);
+  CHECK(*accepted);
+
+  Flag end;
+  run.close_input();
+  while (run.pull(kPullTimeoutMs)) {
+  }
+  run.notify_when_pullable(end.waker());
+  CHECK_EQ(run.pull_with_status(0).status, PullStatus::Closed);  // the poll after asking sees the end
+  run.stop();  // and stop() fires whatever is still registered
+  CHECK(end.wait());
 }

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -104,6 +106,53 @@ TEST(a_notify_racing_the_condition_check_is_not_lost) {
   }
   CHECK_EQ(first_lost_at, -1);
   CHECK(trigger > 1);  // some calls were made before parking, so some gaps were tried
+}
+
+// An event loop's wait: watch(), re-check, and sleep until the watcher fires (here on a plain
+// condition variable, as the loop sleeps in its selector). The notifier dawdles so that its notify
+// lands before, between and after the watch and the re-check. A lost fire is a wait that never
+// ends; every fire must also come exactly once per watch.
+TEST(a_watcher_is_fired_once_by_the_next_notify_and_never_lost) {
+  const int rounds = iterations(20000, 3000);
+  std::atomic<int> published{0};
+  EventCount published_changed;
+  std::mutex mutex;
+  std::condition_variable fired_cv;
+  int fires = 0;  // guarded by mutex
+  int watches = 0;
+
+  HangGuard guard("watchers against a notifier", kHangLimit);
+  std::thread notifier([&] {
+    for (int round = 1; round <= rounds; ++round) {
+      dawdle(round);
+      published.store(round, std::memory_order_release);
+      published_changed.notify_all();
+    }
+  });
+  for (int seen = 0; seen < rounds;) {
+    if (published.load(std::memory_order_acquire) > seen) {
+      seen = published.load(std::memory_order_acquire);
+      continue;
+    }
+    int fires_before = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      fires_before = fires;
+    }
+    ++watches;
+    published_changed.watch([&] {
+      std::lock_guard<std::mutex> lock(mutex);
+      ++fires;
+      fired_cv.notify_all();
+    });
+    if (published.load(std::memory_order_acquire) > seen) continue;  // the re-check found it
+    std::unique_lock<std::mutex> lock(mutex);
+    fired_cv.wait(lock, [&] { return fires > fires_before; });
+  }
+  notifier.join();
+  published_changed.notify_all();  // fires a watch whose re-check found the value first
+  std::lock_guard<std::mutex> lock(mutex);
+  CHECK_EQ(fires, watches);
 }
 
 TEST(notify_all_wakes_every_parked_waiter) {
