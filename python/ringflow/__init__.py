@@ -91,8 +91,12 @@ from ._ringflow import (  # noqa: E402
 from . import models  # noqa: E402
 from . import _aio  # noqa: E402
 
-# await run.infer(x): submit() and await, written in Python because it is a coroutine.
+# The coroutine forms, written in Python because they are coroutines: await run.infer(x),
+# await run.push_async(x), await run.pull_async() and async for sample in run.
 Run.infer = _aio.infer  # type: ignore[attr-defined]
+Run.push_async = _aio.push_async  # type: ignore[attr-defined]
+Run.pull_async = _aio.pull_async  # type: ignore[attr-defined]
+Run.__aiter__ = _aio.aiter_run  # type: ignore[attr-defined]
 
 # Written as in C++ (ringflow::Model::RouteOptions) or, as Neat users do, at the top level.
 RouteOptions = Model.RouteOptions

@@ -791,14 +791,14 @@ class Waker:
     """
     The wake-up fd of one event loop (ringflow._aio uses it).
     """
-    def __init__(self) -> None:
+    def __init__(self, pipe: bool = False) -> None:
         ...
-    def drain(self) -> list[Future]:
-        """
-        The futures completed since the last drain; resets the fd.
-        """
     def fileno(self) -> int:
         ...
+    def settle(self) -> None:
+        """
+        On the loop's thread, when the fd is readable: settles the asyncio futures awaiting the futures completed since the last call, and resets the fd.
+        """
 class Future:
     """
     The result of one run.submit().
@@ -837,9 +837,9 @@ class Future:
         """
         False: a sample may be cancelled until its result is handed over.
         """
-    def _take_awaiter(self) -> typing.Any:
+    def _settle(self) -> None:
         """
-        For ringflow._aio: the asyncio future watching this one, handed over (the reference is dropped).
+        For ringflow._aio: settles the asyncio future awaiting this done one (Waker.settle, one at a time).
         """
     @property
     def _awaiter(self) -> typing.Any:
@@ -901,6 +901,22 @@ class Run:
         ...
     def pull_with_status(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> PullResult:
         ...
+    def _push_if_room(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool | None:
+        """
+        For ringflow._aio: push() without waiting; None when it would wait for room.
+        """
+    def _when_pullable(self) -> Future:
+        """
+        For ringflow._aio: a Future done at the Run's next wake-up of its pullers.
+        """
+    def _when_pushable(self) -> Future:
+        """
+        For ringflow._aio: a Future done at the Run's next wake-up of its pushers.
+        """
+    def _pull_nowait(self) -> Sample | None:
+        """
+        For ringflow._aio: the next result if there is one, else None; StopAsyncIteration at end of stream.
+        """
     def push(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
         ...
     def run(self, inputs: Inputs, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> Sample:
@@ -940,6 +956,18 @@ class Run:
     def infer(self, inputs: Inputs, userdata: typing.Any = None, *, stream_id: str = '', frame_id: int = -1, pts_ns: int = -1) -> typing.Coroutine[typing.Any, typing.Any, Sample]:
         """
         await run.infer(x): submit() one sample and await its result.
+        """
+    def push_async(self, inputs: Inputs, *, stream_id: str = '', frame_id: int = -1, pts_ns: int = -1) -> typing.Coroutine[typing.Any, typing.Any, bool]:
+        """
+        await run.push_async(x): push() that waits for room without blocking the event loop.
+        """
+    def pull_async(self, timeout_ms: int = -1) -> typing.Coroutine[typing.Any, typing.Any, Sample | None]:
+        """
+        await run.pull_async(): pull() without blocking the event loop; None at end of stream or on timeout.
+        """
+    def __aiter__(self) -> typing.AsyncIterator[Sample]:
+        """
+        async for sample in run: the results until end of stream, without blocking the event loop.
         """
     def stop_and_wait(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> bool:
         """

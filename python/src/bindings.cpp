@@ -8,8 +8,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <sys/eventfd.h>
+#include <fcntl.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
 
 #include <algorithm>
 #include <any>
@@ -355,19 +358,37 @@ Stage python_stage(const py::object& callable, std::string name, int threads) {
 struct FutureState;
 
 // One per asyncio event loop (made by ringflow/_aio.py): completed futures are queued here and the
-// loop is woken through one eventfd, registered with loop.add_reader. The engine's report thread
-// only appends and writes the fd: it never takes the GIL to complete a future, and one wake-up
-// can complete many.
+// loop is woken through one file descriptor, registered with loop.add_reader: an eventfd, or a
+// pipe where there is none. The engine's report thread only appends and writes the fd: it never
+// takes the GIL to complete a future, and one wake-up can complete many.
 class Waker {
  public:
-  Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    if (fd_ < 0) throw Error(std::string("eventfd failed: ") + std::strerror(errno));
+  // pipe: use a pipe even where there is an eventfd (for tests of the fallback).
+  explicit Waker(bool pipe = false) {
+#ifdef __linux__
+    if (!pipe) {
+      read_fd_ = write_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      if (read_fd_ < 0) throw Error(std::string("eventfd failed: ") + std::strerror(errno));
+      return;
+    }
+#endif
+    int fds[2];
+    if (::pipe(fds) != 0) throw Error(std::string("pipe failed: ") + std::strerror(errno));
+    for (int fd : fds) {
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
   }
-  ~Waker() { close(fd_); }
+  ~Waker() {
+    close(read_fd_);
+    if (write_fd_ != read_fd_) close(write_fd_);
+  }
   Waker(const Waker&) = delete;
   Waker& operator=(const Waker&) = delete;
 
-  int fileno() const { return fd_; }
+  int fileno() const { return read_fd_; }
 
   void post(std::shared_ptr<FutureState> ready) {
     bool first = false;
@@ -376,19 +397,23 @@ class Waker {
       first = ready_.empty();
       ready_.push_back(std::move(ready));
     }
-    // Only the first of a burst writes: the loop drains everything queued by then.
+    // Only the first of a burst writes: the loop drains everything queued by then. (8 bytes, as
+    // an eventfd needs; a pipe takes them as well.)
     if (first) {
       const std::uint64_t one = 1;
-      while (write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
+      while (write(write_fd_, &one, sizeof one) < 0 && errno == EINTR) {
       }
     }
   }
 
-  // On the loop's thread. The fd is read before the list is taken, so a post() racing with this
-  // either lands in this batch or writes the fd again for the next.
+  // On the loop's thread. The fd is emptied before the list is taken, so a post() racing with
+  // this either lands in this batch or writes the fd again for the next.
   std::vector<std::shared_ptr<FutureState>> drain() {
-    std::uint64_t count = 0;
-    while (read(fd_, &count, sizeof count) < 0 && errno == EINTR) {
+    std::uint64_t buffer[16];
+    while (true) {
+      const ssize_t got = read(read_fd_, buffer, sizeof buffer);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < static_cast<ssize_t>(sizeof buffer) || read_fd_ == write_fd_) break;  // emptied
     }
     std::vector<std::shared_ptr<FutureState>> ready;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -397,7 +422,7 @@ class Waker {
   }
 
  private:
-  const int fd_;
+  int read_fd_ = -1, write_fd_ = -1;
   std::mutex mutex_;
   std::vector<std::shared_ptr<FutureState>> ready_;
 };
@@ -407,10 +432,10 @@ class Waker {
 // only if that thread holds the GIL; otherwise handed to the interpreter's pending calls (run by
 // the main thread under the GIL), and leaked while Python shuts down.
 struct PyRefs {
-  py::object userdata, awaiter;
+  py::object userdata, awaiter, result;  // result: the Sample object, made once when first asked for
   std::vector<py::object> callbacks;
 
-  bool empty() const { return !userdata && !awaiter && callbacks.empty(); }
+  bool empty() const { return !userdata && !awaiter && !result && callbacks.empty(); }
   static void release(PyRefs refs) {
     if (refs.empty()) return;
     if (PyGILState_Check()) return;  // refs' destructor decrefs here, under the GIL
@@ -419,6 +444,7 @@ struct PyRefs {
         Py_AddPendingCall([](void* p) { delete static_cast<PyRefs*>(p); return 0; }, owned) != 0) {
       owned->userdata.release();  // leaked: nobody may touch the interpreter now
       owned->awaiter.release();
+      owned->result.release();
       for (py::object& o : owned->callbacks) o.release();
       delete owned;
     }
@@ -459,7 +485,7 @@ struct FutureState : std::enable_shared_from_this<FutureState> {
 
   void call_done_callbacks(std::vector<py::object> to_call) {
     if (python_is_finalizing()) {
-      PyRefs::release(PyRefs{py::object(), py::object(), std::move(to_call)});
+      PyRefs::release(PyRefs{py::object(), py::object(), py::object(), std::move(to_call)});
       return;
     }
     py::gil_scoped_acquire gil;
@@ -529,6 +555,19 @@ py::object submit_future(Run& run, const py::object& inputs, const py::object& u
     PullResult rejected{PullStatus::Error, Sample(), "rejected by the DropIncoming overflow policy: the input queue was full"};
     future->complete(rejected);
   }
+  return py::cast(future);
+}
+
+// For ringflow._aio: a Future completed (Ok, with an empty Sample) by the Run's next wake-up of
+// its pullers or pushers, through Run::notify_when_pullable / notify_when_pushable. The engine
+// thread that wakes it only posts it to the loop's Waker.
+template <typename Register>
+py::object wake_future(Register&& register_wake) {
+  auto future = std::make_shared<FutureState>();
+  register_wake([future] {
+    PullResult woke{PullStatus::Ok, Sample(), {}};
+    future->complete(woke);
+  });
   return py::cast(future);
 }
 
@@ -1076,11 +1115,6 @@ detection is kept if its score is above score_threshold and it overlaps no bette
 by more than iou_threshold.)doc");
 
   // ---- futures -----------------------------------------------------------------------------
-  py::class_<Waker, std::shared_ptr<Waker>>(m, "Waker", "The wake-up fd of one event loop (ringflow._aio uses it).")
-      .def(py::init<>())
-      .def("fileno", &Waker::fileno)
-      .def("drain", &Waker::drain, "The futures completed since the last drain; resets the fd.");
-
   // The raised form of a finished future's outcome, as concurrent.futures raises it.
   const auto outcome_error = [](const FutureState& f) -> py::object {
     if (f.result.status == PullStatus::Cancelled) return concurrent_futures("CancelledError")(f.result.error);
@@ -1088,11 +1122,45 @@ by more than iou_threshold.)doc");
     return inference_error("sample input_seq=" + std::to_string(s.input_seq) + " frame_id=" +
                            std::to_string(s.frame_id) + " failed: " + f.result.error);
   };
+  // The result Sample as one Python object, however often it is asked for (under the GIL; done).
+  const auto result_object = [](FutureState& f) -> py::object {
+    std::lock_guard<std::mutex> lock(f.mutex);
+    if (!f.refs.result) f.refs.result = py::cast(std::move(*f.result.sample));
+    return f.refs.result;
+  };
+  // Hands a done future's outcome to the asyncio future awaiting it, on the loop's thread.
+  const auto settle = [=](FutureState& f, const py::object& awaiter) {
+    if (awaiter.attr("done")().cast<bool>()) return;  // the awaiting task was cancelled meanwhile
+    if (f.result.status == PullStatus::Ok) {
+      awaiter.attr("set_result")(result_object(f));
+    } else if (f.result.status == PullStatus::Cancelled) {
+      awaiter.attr("cancel")();
+    } else {
+      awaiter.attr("set_exception")(outcome_error(f));
+    }
+  };
   const auto settled = [](FutureState& f, const py::object& timeout) {
     if (!f.wait(timeout_seconds(timeout))) {
       raise_object(concurrent_futures("TimeoutError")("the result did not arrive within the timeout"));
     }
   };
+  py::class_<Waker, std::shared_ptr<Waker>>(m, "Waker", "The wake-up fd of one event loop (ringflow._aio uses it).")
+      .def(py::init<bool>(), py::arg("pipe") = false)
+      .def("fileno", &Waker::fileno)
+      .def("settle",
+           [=](Waker& w) {
+             for (const std::shared_ptr<FutureState>& f : w.drain()) {
+               py::object awaiter;
+               {
+                 std::lock_guard<std::mutex> lock(f->mutex);
+                 awaiter = std::move(f->refs.awaiter);
+               }
+               if (awaiter) settle(*f, awaiter);
+             }
+           },
+           "On the loop's thread, when the fd is readable: settles the asyncio futures awaiting the futures "
+           "completed since the last call, and resets the fd.");
+
   py::class_<FutureState, std::shared_ptr<FutureState>>(m, "Future", R"doc(The result of one run.submit().
 
 Compatible with concurrent.futures.Future (result, exception, done, cancelled, running, cancel,
@@ -1123,7 +1191,7 @@ asyncio, completions reach the loop through one wake-up fd per loop.)doc")
       .def("result",
            [=](FutureState& f, const py::object& timeout) -> py::object {
              settled(f, timeout);
-             if (f.result.status == PullStatus::Ok) return py::cast(*f.result.sample);
+             if (f.result.status == PullStatus::Ok) return result_object(f);
              raise_object(outcome_error(f));
            },
            py::arg("timeout") = py::none(),
@@ -1173,13 +1241,16 @@ asyncio, completions reach the loop through one wake-up fd per loop.)doc")
                                std::lock_guard<std::mutex> lock(f.mutex);
                                return f.refs.awaiter ? f.refs.awaiter : py::none();
                              })
-      .def("_take_awaiter",
-           [](FutureState& f) {
-             std::lock_guard<std::mutex> lock(f.mutex);
-             py::object awaiter = std::move(f.refs.awaiter);
-             return awaiter ? awaiter : py::none();
+      .def("_settle",
+           [=](FutureState& f) {
+             py::object awaiter;
+             {
+               std::lock_guard<std::mutex> lock(f.mutex);
+               awaiter = std::move(f.refs.awaiter);
+             }
+             if (awaiter) settle(f, awaiter);
            },
-           "For ringflow._aio: the asyncio future watching this one, handed over (the reference is dropped).")
+           "For ringflow._aio: settles the asyncio future awaiting this done one (Waker.settle, one at a time).")
       .def("__await__", [](const py::object& self) {
         PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> await_future;
         return await_future
@@ -1278,6 +1349,31 @@ batched together. A Run used this way delivers only to its futures: push() and p
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
+      .def("_push_if_room",
+           [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
+              std::int64_t pts_ns) {
+             Sample sample = checked_sample(self, inputs, stream_id, frame_id, pts_ns);
+             return self.push_if_room(sample);
+           },
+           py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
+           py::arg("pts_ns") = -1, "For ringflow._aio: push() without waiting; None when it would wait for room.")
+      .def("_when_pullable",
+           [](Run& self) { return wake_future([&](auto wake) { self.notify_when_pullable(std::move(wake)); }); },
+           "For ringflow._aio: a Future done at the Run's next wake-up of its pullers.")
+      .def("_when_pushable",
+           [](Run& self) { return wake_future([&](auto wake) { self.notify_when_pushable(std::move(wake)); }); },
+           "For ringflow._aio: a Future done at the Run's next wake-up of its pushers.")
+      .def("_pull_nowait",
+           [](Run& self) -> py::object {
+             PullResult r = self.pull_with_status(0);
+             if (r.status == PullStatus::Timeout) return py::none();
+             if (r.status == PullStatus::Closed) {
+               PyErr_SetNone(PyExc_StopAsyncIteration);
+               throw py::error_already_set();
+             }
+             return py::cast(*r.take_sample());
+           },
+           "For ringflow._aio: the next result if there is one, else None; StopAsyncIteration at end of stream.")
       .def("check",
            [](const Run& self, const py::object& inputs) { self.check(PyInputs(inputs).shapes()); },
            py::arg("inputs"), "Raises what push() would raise for these inputs' shapes and dtypes, without pushing.")
