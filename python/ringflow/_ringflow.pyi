@@ -901,6 +901,17 @@ class Run:
         ...
     def pull_with_status(self, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> PullResult:
         ...
+    def pull_many(self, max_count: typing.SupportsInt | typing.SupportsIndex, timeout_ms: typing.SupportsInt | typing.SupportsIndex = -1) -> list[Sample]:
+        """
+        Up to max_count results with one release of the GIL: waits up to timeout_ms (-1: forever)
+        for the first, then takes those already there. An empty list on timeout or at end of stream. For a
+        failed sample it raises InferenceError (CancelledError for one cancel() dropped) after the samples
+        pulled before it, which are the error's .results: nothing pulled is lost.
+        """
+    def push_many(self, inputs: Inputs | typing.Iterable[Inputs], *, stream_id: str = '', frame_ids: typing.Iterable[typing.SupportsInt] | None = None) -> int:
+        """
+        Pushes many samples with one release of the GIL; returns how many were accepted.
+        """
     def _push_if_room(self, inputs: Inputs, *, stream_id: str = '', frame_id: typing.SupportsInt | typing.SupportsIndex = -1, pts_ns: typing.SupportsInt | typing.SupportsIndex = -1) -> bool | None:
         """
         For ringflow._aio: push() without waiting; None when it would wait for room.

@@ -571,6 +571,82 @@ py::object wake_future(Register&& register_wake) {
   return py::cast(future);
 }
 
+// run.push_many(): every sample, checked before any is copied or pushed. A stacked array (or a
+// dict of them) is split along its first axis; its rows share one copy of it.
+std::vector<Sample> many_samples(const Run& run, const py::object& inputs, const std::string& stream_id,
+                                 const py::object& frame_ids) {
+  std::vector<Sample> samples;
+  const bool stacked = py::isinstance<py::array>(inputs) || py::isinstance<py::dict>(inputs);
+  if (!stacked) {
+    // A sequence of samples, each as push() takes it.
+    std::vector<PyInputs> each;
+    for (py::handle item : inputs) {
+      each.emplace_back(item, stream_id);
+      run.check(each.back().shapes());
+    }
+    for (PyInputs& in : each) samples.push_back(in.take());
+  } else {
+    std::vector<std::pair<std::string, py::array>> columns;
+    if (py::isinstance<py::dict>(inputs)) {
+      for (auto [name, value] : inputs.cast<py::dict>()) {
+        columns.emplace_back(py::str(name).cast<std::string>(), py::array::ensure(value, py::array::c_style));
+      }
+    } else {
+      columns.emplace_back("", py::array::ensure(inputs, py::array::c_style));
+    }
+    py::ssize_t rows = -1;
+    Sample row;  // the shapes of one row, for check()
+    for (auto& [name, column] : columns) {
+      if (!column) throw DTypeError("push_many: input '" + name + "' is not convertible to a numpy array");
+      if (column.ndim() < 1) throw ShapeError("push_many: a stacked input needs a first axis of samples");
+      if (rows >= 0 && column.shape(0) != rows) {
+        throw ShapeError("push_many: the stacked inputs hold different numbers of samples (" + std::to_string(rows) +
+                         " and " + std::to_string(column.shape(0)) + ")");
+      }
+      rows = column.shape(0);
+      // A row is column[i], or column[i:i+1] where the model's input has the stacked array's rank:
+      // (N, 64) for a [batch, 64] input is N samples of [1, 64].
+      Shape shape(column.shape() + 1, column.shape() + column.ndim());
+      const std::vector<TensorSpec>& specs = run.input_specs();
+      const std::size_t c = row.tensors.size();
+      const auto spec = name.empty() ? (c < specs.size() ? specs.begin() + static_cast<std::ptrdiff_t>(c) : specs.end())
+                                     : std::find_if(specs.begin(), specs.end(),
+                                                    [&](const TensorSpec& t) { return t.name == name; });
+      if (spec != specs.end() && spec->shape.size() == shape.size() + 1) shape.insert(shape.begin(), 1);
+      row.names.push_back(name);
+      row.tensors.push_back(Tensor::borrow(from_numpy_dtype(column.dtype()), std::move(shape), nullptr));
+    }
+    run.check(row);
+    std::vector<Tensor> copies;  // one copy per column, shared by its rows
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const Shape whole(columns[c].second.shape(), columns[c].second.shape() + columns[c].second.ndim());
+      copies.push_back(Tensor::copy_from(row.tensors[c].dtype(), whole, columns[c].second.data()));
+    }
+    for (py::ssize_t i = 0; i < rows; ++i) {
+      Sample s;
+      s.names = row.names;
+      for (std::size_t c = 0; c < columns.size(); ++c) {
+        MutableMapping m = copies[c].map_write();
+        const std::size_t bytes = row.tensors[c].size_bytes();
+        s.tensors.push_back(Tensor::borrow(row.tensors[c].dtype(), row.tensors[c].shape(),
+                                           static_cast<char*>(m.data) + static_cast<std::size_t>(i) * bytes,
+                                           m.keepalive));
+      }
+      if (!stream_id.empty()) s.stream_id = stream_id;
+      samples.push_back(std::move(s));
+    }
+  }
+  if (!frame_ids.is_none()) {
+    std::size_t i = 0;
+    for (py::handle id : frame_ids) {
+      if (i == samples.size()) throw py::value_error("push_many: more frame_ids than samples");
+      samples[i++].frame_id = id.cast<std::int64_t>();
+    }
+    if (i != samples.size()) throw py::value_error("push_many: fewer frame_ids than samples");
+  }
+  return samples;
+}
+
 py::object concurrent_futures(const char* name) {
   return py::module_::import("concurrent.futures").attr(name);
 }
@@ -1349,6 +1425,35 @@ batched together. A Run used this way delivers only to its futures: push() and p
            },
            py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_id") = -1,
            py::arg("pts_ns") = -1)
+      .def("push_many",
+           [](Run& self, const py::object& inputs, const std::string& stream_id, const py::object& frame_ids) {
+             std::vector<Sample> samples = many_samples(self, inputs, stream_id, frame_ids);
+             std::size_t accepted = 0, done = 0;
+             // Those that fit go in without giving up the GIL; the rest with one release.
+             for (; done < samples.size(); ++done) {
+               const std::optional<bool> in = self.push_if_room(samples[done]);
+               if (!in) break;
+               accepted += *in;
+             }
+             if (done == samples.size()) return accepted;
+             try {
+               waiting([&] {
+                 for (; done < samples.size(); ++done) accepted += self.push(std::move(samples[done]));
+               });
+             } catch (const ClosedError& e) {
+               throw ClosedError(std::string(e.what()) + " (push_many: " + std::to_string(done) + " of " +
+                                 std::to_string(samples.size()) + " samples were pushed before it, " +
+                                 std::to_string(accepted) + " of them accepted)");
+             }
+             return accepted;
+           },
+           py::arg("inputs"), py::kw_only(), py::arg("stream_id") = "", py::arg("frame_ids") = py::none(),
+           R"doc(Pushes many samples with one release of the GIL; returns how many were accepted.
+
+inputs: a list of samples, each as push() takes it; or a stacked array (or a dict of name to stacked
+array) whose first axis indexes the samples: for an input of the stacked array's rank, each sample
+is x[i:i+1] (a batch of one), otherwise x[i]. Every sample is checked before any is pushed, so a bad
+one pushes none. Waits for room as push() does. frame_ids: one per sample (default: none set).)doc")
       .def("_push_if_room",
            [](Run& self, const py::object& inputs, const std::string& stream_id, std::int64_t frame_id,
               std::int64_t pts_ns) {
@@ -1422,6 +1527,48 @@ it kept an array of them.)doc")
              return waiting([&] { return self.pull(timeout_ms); });
            },
            py::arg("timeout_ms") = -1)
+      .def("pull_many",
+           [](Run& self, std::size_t max_count, int timeout_ms) {
+             // Waits (GIL released) for the first result only; then takes what is ready, up to
+             // max_count, stopping after a failed one so that pull_many never pulls past an error.
+             std::vector<PullResult> taken;
+             const auto take = [&](int first_timeout_ms) {
+               while (taken.size() < max_count) {
+                 PullResult r = self.pull_with_status(taken.empty() ? first_timeout_ms : 0);
+                 if (r.status == PullStatus::Timeout || r.status == PullStatus::Closed) return;
+                 taken.push_back(std::move(r));
+                 if (taken.back().status != PullStatus::Ok) return;
+               }
+             };
+             take(0);
+             if (taken.empty() && timeout_ms != 0 && max_count > 0) waiting([&] { take(timeout_ms); });
+             py::list samples;
+             for (PullResult& r : taken) {
+               if (r.status == PullStatus::Ok) {
+                 samples.append(py::cast(std::move(*r.sample)));
+                 continue;
+               }
+               // The samples pulled before it travel on the error, so none is lost.
+               const auto raise = [&](const py::object& type, const char* what) {
+                 py::object error_object = type(what);
+                 error_object.attr("results") = samples;
+                 raise_object(error_object);
+               };
+               try {
+                 r.take_sample();
+               } catch (const InferenceError& e) {
+                 raise(inference_error, e.what());
+               } catch (const CancelledError& e) {
+                 raise(cancelled_error, e.what());
+               }
+             }
+             return samples;
+           },
+           py::arg("max_count"), py::arg("timeout_ms") = -1,
+           R"doc(Up to max_count results with one release of the GIL: waits up to timeout_ms (-1: forever)
+for the first, then takes those already there. An empty list on timeout or at end of stream. For a
+failed sample it raises InferenceError (CancelledError for one cancel() dropped) after the samples
+pulled before it, which are the error's .results: nothing pulled is lost.)doc")
       .def("pull_with_status",
            [](Run& self, int timeout_ms) {
              PullResult ready = self.pull_with_status(0);
