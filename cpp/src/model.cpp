@@ -62,6 +62,8 @@ Ort::SessionOptions make_session_options(const SessionOptions& o) {
   if (o.intra_op_threads > 0) so.SetIntraOpNumThreads(o.intra_op_threads);
   if (o.inter_op_threads > 0) so.SetInterOpNumThreads(o.inter_op_threads);
   so.SetGraphOptimizationLevel(to_ort(o.optimization));
+  so.AddConfigEntry("session.intra_op.allow_spinning", o.allow_spinning ? "1" : "0");
+  so.AddConfigEntry("session.inter_op.allow_spinning", o.allow_spinning ? "1" : "0");
   append_execution_provider(so, o);
   return so;
 }

@@ -252,9 +252,10 @@ class PreprocessOptions:
     def input_max_width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class SessionOptions:
+    allow_spinning: bool
     execution_provider: str
     optimization: GraphOptimization
-    def __init__(self, intra_op_threads: typing.SupportsInt | typing.SupportsIndex = 0, inter_op_threads: typing.SupportsInt | typing.SupportsIndex = 0, optimization: GraphOptimization = ..., execution_provider: str = 'cpu', provider_options: Mapping[str, object] = {}) -> None:
+    def __init__(self, intra_op_threads: typing.SupportsInt | typing.SupportsIndex = 0, inter_op_threads: typing.SupportsInt | typing.SupportsIndex = 0, optimization: GraphOptimization = ..., execution_provider: str = 'cpu', provider_options: Mapping[str, object] = {}, allow_spinning: bool = False) -> None:
         ...
     @property
     def inter_op_threads(self) -> int:

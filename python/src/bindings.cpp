@@ -916,12 +916,15 @@ PYBIND11_MODULE(_ringflow, m) {
 
   py::class_<SessionOptions>(m, "SessionOptions")
       .def(py::init([](int intra, int inter, GraphOptimization opt, std::string provider,
-                       const py::dict& provider_options) {
-             return SessionOptions{intra, inter, opt, std::move(provider), string_map(provider_options)};
+                       const py::dict& provider_options, bool allow_spinning) {
+             return SessionOptions{intra, inter, opt, std::move(provider), string_map(provider_options), allow_spinning};
            }),
            py::arg("intra_op_threads") = 0, py::arg("inter_op_threads") = 0,
            py::arg("optimization") = GraphOptimization::All, py::arg("execution_provider") = "cpu",
-           py::arg("provider_options") = py::dict())
+           py::arg("provider_options") = py::dict(), py::arg("allow_spinning") = false)
+      .def_readwrite("allow_spinning", &SessionOptions::allow_spinning,
+                     "Whether ORT's pool threads spin between parallel sections (ORT's default) instead of "
+                     "sleeping (ringflow's, as its threads share the cores with yours).")
       .def_readwrite("intra_op_threads", &SessionOptions::intra_op_threads)
       .def_readwrite("inter_op_threads", &SessionOptions::inter_op_threads)
       .def_readwrite("optimization", &SessionOptions::optimization)

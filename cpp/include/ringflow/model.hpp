@@ -58,6 +58,11 @@ struct SessionOptions {
   std::string execution_provider = "cpu";
   // Passed through to that provider, as ORT documents them (e.g. {"device_id", "1"} for CUDA).
   std::map<std::string, std::string> provider_options;
+  // Whether ORT's intra- and inter-op pool threads spin between parallel sections instead of
+  // sleeping. ORT spins by default; ringflow does not, because its own threads and the caller's
+  // share the cores: on 2 cores a spinning pool thread halved an asyncio server's throughput on a
+  // small model (tutorial 022), and sleeping cost ResNet-50 nothing measurable.
+  bool allow_spinning = false;
 };
 
 class ModelImpl;
