@@ -31,7 +31,8 @@ if ((${#missing[@]})); then
 fi
 
 log "installing ringflow and its Python dependencies"
-"$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q ".[test]"
+# The server extra: tutorial 022's check runs its aiohttp server.
+"$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q ".[test,server]"
 
 if $with_cpp; then
   log "building the C++ engine, tutorials and tests (build/cpp)"
