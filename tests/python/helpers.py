@@ -7,6 +7,8 @@ the two should agree to float rounding; ORACLE_ATOL is the bound every parity te
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 import pathlib
 import threading
@@ -200,3 +202,14 @@ def mlp_rows(n: int, seed: int = 0) -> list[np.ndarray]:
     """n random tiny-mlp inputs, float32 [1, 64] each."""
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(n)]
+
+
+async def tick_gaps(gaps: list[float], stop: asyncio.Event) -> None:
+    """A coroutine that ticks every 1 ms until `stop` is set, recording each gap between ticks: a
+    gap far beyond 1 ms means the event loop was blocked."""
+    last = time.perf_counter()
+    while not stop.is_set():
+        await asyncio.sleep(0.001)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ringflow as rf
-from helpers import mlp_rows
+from helpers import mlp_rows, tick_gaps
 
 
 def build(mlp_path: str, **options) -> rf.Run:
@@ -102,18 +102,9 @@ def test_push_async_never_blocks_the_loop_and_close_input_releases_it(mlp_path):
         rf.Model(mlp_path).graph()).build(None, rf.RunOptions(queue_depth=1))
 
     async def main():
-        gaps = []
+        gaps: list[float] = []
         stop = asyncio.Event()
-
-        async def ticker() -> None:
-            last = time.perf_counter()
-            while not stop.is_set():
-                await asyncio.sleep(0.001)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        tick = asyncio.ensure_future(ticker())
+        tick = asyncio.ensure_future(tick_gaps(gaps, stop))
         for x in mlp_rows(8, seed=13):  # more than capacity: the last pushes wait for room
             pushed = asyncio.ensure_future(run.push_async(x))
             done, _ = await asyncio.wait([pushed], timeout=0.5)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ringflow as rf
-from helpers import mlp_rows
+from helpers import mlp_rows, tick_gaps
 
 
 def build(mlp_path: str, **options) -> rf.Run:
@@ -125,18 +125,9 @@ def test_infer_never_blocks_the_event_loop_when_the_queue_is_full(mlp_path, mlp_
     inputs = mlp_rows(12, seed=5)
 
     async def main() -> tuple[list, float]:
-        gaps = []
+        gaps: list[float] = []
         stop = asyncio.Event()
-
-        async def ticker() -> None:
-            last = time.perf_counter()
-            while not stop.is_set():
-                await asyncio.sleep(0.001)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        tick = asyncio.ensure_future(ticker())
+        tick = asyncio.ensure_future(tick_gaps(gaps, stop))
         results = await asyncio.gather(*(run.infer(x) for x in inputs))
         stop.set()
         await tick
