@@ -104,12 +104,7 @@ async def _enter(run: _ringflow.Run, attempt: Callable[[], Any]) -> Any:
         turn.set_result(None)
     try:
         await turn
-        while (result := attempt()) is None:
-            room = run._when_pushable()  # asked for before looking again, so no wake-up is missed
-            if (result := attempt()) is not None:
-                break
-            await room
-        return result
+        return await _poll_or_wait(attempt, run._when_pushable)
     finally:
         ours = line[0] is turn
         line.remove(turn)
@@ -137,13 +132,19 @@ async def push_async(run: _ringflow.Run, inputs: Any, **metadata: Any) -> bool:
     return await _enter(run, lambda: run._push_if_room(inputs, **metadata))
 
 
-async def _next_result(run: _ringflow.Run) -> _ringflow.Sample:
-    while (sample := run._pull_nowait()) is None:
-        ready = run._when_pullable()
-        if (sample := run._pull_nowait()) is not None:
+async def _poll_or_wait(poll: Callable[[], Any], wake_up: Callable[[], _ringflow.Future]) -> Any:
+    """poll()'s first result that is not None. Between polls it awaits the Run's next wake-up,
+    asked for before polling once more, so that no wake-up is missed."""
+    while (result := poll()) is None:
+        woken = wake_up()
+        if (result := poll()) is not None:
             break
-        await ready
-    return sample
+        await woken
+    return result
+
+
+async def _next_result(run: _ringflow.Run) -> _ringflow.Sample:
+    return await _poll_or_wait(run._pull_nowait, run._when_pullable)
 
 
 async def pull_async(run: _ringflow.Run, timeout_ms: int = -1) -> _ringflow.Sample | None:
