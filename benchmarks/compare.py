@@ -68,6 +68,10 @@ THREADPOOL_IN_FLIGHT = 2 * THREADPOOL_WORKERS
 SWEEP_INTRA_OP_THREADS = (1, 2)
 SWEEP_THREADS = (1, 2)
 
+# ringflow-py-bulk: samples per push_many call, and the most results one pull_many call takes.
+PUSH_CHUNK = 16
+PULL_CHUNK = QUEUE_DEPTH
+
 # A result that does not arrive within this long means a stuck pipeline: fail, do not hang.
 PULL_TIMEOUT_MS = 60_000
 SUBPROCESS_TIMEOUT_S = 1800
@@ -142,10 +146,30 @@ class Measurement:
     seconds: float
     first_output: np.ndarray | None = None  # first output of one result, checked against ORT's
     extra: dict = field(default_factory=dict)
+    latency_ms: dict | None = None  # {"p50": ..., "p99": ...} over the timed requests
 
     @property
     def fps(self) -> float:
         return self.samples / self.seconds
+
+
+def latency_summary(seconds) -> dict:
+    """p50 and p99 in milliseconds of per-request latencies given in seconds."""
+    p50, p99 = np.percentile(np.asarray(seconds, dtype=np.float64) * 1e3, [50, 99])
+    return {"p50": float(p50), "p99": float(p99)}
+
+
+class Stamps:
+    """When each of n requests went in and when its result came out, for latency beside throughput.
+    Preallocated lists, so a stamp costs one perf_counter() call and one store; requests are
+    numbered in submission order (a Run delivers in that order too)."""
+
+    def __init__(self, n: int) -> None:
+        self.submitted = [0.0] * n
+        self.completed = [0.0] * n
+
+    def latency_ms(self) -> dict:
+        return latency_summary(np.subtract(self.completed, self.submitted))
 
 
 # ---- ringflow contenders ----------------------------------------------------------------------
@@ -158,48 +182,75 @@ def ringflow_options(workload: Workload, pooled: bool = False, batched: bool = F
 
 
 def push_and_pull(run: rf.Run, inputs: list[np.ndarray], n: int,
-                  on_pulled: Callable[[int], None] | None = None) -> tuple[float, np.ndarray]:
-    """Pushes n requests from a producer thread while this thread, the consumer, pulls n results.
+                  on_pulled: Callable[[int], None] | None = None,
+                  bulk: bool = False) -> tuple[float, np.ndarray, dict]:
+    """Pushes n requests from a producer thread while this thread, the consumer, pulls n results:
+    one per push() and pull() call, or with bulk, PUSH_CHUNK per push_many() and up to PULL_CHUNK
+    per pull_many().
 
-    Returns the elapsed seconds and a copy of the first result's first output. The Run stays open,
-    so a warm-up phase and a timed phase can share it.
+    Returns the elapsed seconds, a copy of the first result's first output and the latency from
+    push to pull. The Run stays open, so a warm-up phase and a timed phase can share it.
     """
     producer_errors: list[BaseException] = []
+    stamps = Stamps(n)
+    clock = time.perf_counter
 
     def produce() -> None:
+        submitted = stamps.submitted
         try:
-            for _ in range(n):
-                run.push(inputs)
+            if bulk:
+                chunk = [inputs] * PUSH_CHUNK  # PUSH_CHUNK requests, each the workload's inputs
+                for first_index in range(0, n, PUSH_CHUNK):
+                    count = min(PUSH_CHUNK, n - first_index)
+                    now = clock()
+                    run.push_many(chunk if count == PUSH_CHUNK else chunk[:count])
+                    submitted[first_index:first_index + count] = [now] * count
+            else:
+                for i in range(n):
+                    submitted[i] = clock()
+                    run.push(inputs)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer below
             producer_errors.append(error)
             run.close_input()  # so the consumer sees Closed instead of waiting for results
 
     first = None
-    start = time.perf_counter()
+    completed = stamps.completed
+    start = clock()
     producer = threading.Thread(target=produce, name="producer", daemon=True)
     producer.start()
     try:
-        for pulled in range(1, n + 1):
-            result = run.pull_with_status(PULL_TIMEOUT_MS)
-            if result.status != rf.PullStatus.Ok:
-                raise RuntimeError(f"pull {pulled}/{n}: {result.status.name} {result.error}".strip())
-            # Take the output as a numpy array, as a real consumer would (a zero-copy view).
-            output = result.sample[0]
-            if first is None:
-                first = output.copy()  # a copy: holding a Pooled buffer would shrink the pool
-            if on_pulled is not None:
-                on_pulled(pulled)
+        pulled = 0
+        while pulled < n:
+            if bulk:
+                samples = run.pull_many(min(PULL_CHUNK, n - pulled), PULL_TIMEOUT_MS)
+                if not samples:
+                    raise RuntimeError(f"pull_many after {pulled}/{n}: end of stream or timeout")
+            else:
+                result = run.pull_with_status(PULL_TIMEOUT_MS)
+                if result.status != rf.PullStatus.Ok:
+                    raise RuntimeError(f"pull {pulled + 1}/{n}: {result.status.name} {result.error}".strip())
+                samples = (result.sample,)
+            now = clock()
+            for sample in samples:
+                # Take the output as a numpy array, as a real consumer would (a zero-copy view).
+                output = sample[0]
+                if first is None:
+                    first = output.copy()  # a copy: holding a Pooled buffer would shrink the pool
+                completed[pulled] = now
+                pulled += 1
+                if on_pulled is not None:
+                    on_pulled(pulled)
     except BaseException:
         run.close_input()  # a push blocked on a full queue raises ClosedError instead of hanging
         producer.join()
         if producer_errors:
             raise producer_errors[0] from None
         raise
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     producer.join()
     if producer_errors:
         raise producer_errors[0]
-    return elapsed, first
+    return elapsed, first, stamps.latency_ms()
 
 
 def close_and_drain(run: rf.Run) -> None:
@@ -214,15 +265,15 @@ def build_run(workload: Workload, options: rf.RunOptions) -> rf.Run:
     return graph.build(workload.arrays, options)
 
 
-def measure_ringflow_py(workload: Workload, options: rf.RunOptions) -> Measurement:
+def measure_ringflow_py(workload: Workload, options: rf.RunOptions, bulk: bool = False) -> Measurement:
     run = build_run(workload, options)
     try:
-        _, first = push_and_pull(run, workload.arrays, workload.warmup)
-        seconds, _ = push_and_pull(run, workload.arrays, workload.count)
+        _, first, _ = push_and_pull(run, workload.arrays, workload.warmup, bulk=bulk)
+        seconds, _, latency = push_and_pull(run, workload.arrays, workload.count, bulk=bulk)
         stats = run.stats()
     finally:
         close_and_drain(run)
-    return Measurement(workload.count, seconds, first, {"avg_batch_size": stats.avg_batch_size})
+    return Measurement(workload.count, seconds, first, {"avg_batch_size": stats.avg_batch_size}, latency)
 
 
 def ringflow_py(workload: Workload) -> Measurement:
@@ -235,6 +286,10 @@ def ringflow_py_pooled(workload: Workload) -> Measurement:
 
 def ringflow_py_batched(workload: Workload) -> Measurement:
     return measure_ringflow_py(workload, ringflow_options(workload, pooled=True, batched=True))
+
+
+def ringflow_py_bulk(workload: Workload, batched: bool = False) -> Measurement:
+    return measure_ringflow_py(workload, ringflow_options(workload, pooled=True, batched=batched), bulk=True)
 
 
 class FirstOutput:
@@ -252,57 +307,87 @@ def ringflow_queue(workload: Workload) -> Measurement:
     """AsyncInferQueue with a Python callback, written as OpenVINO users write theirs."""
     queue = rf.AsyncInferQueue(rf.Model(workload.path))  # jobs=0: eight per core
     first = FirstOutput()
-    queue.set_callback(lambda request, userdata: first.keep(request.get_output_tensor(0).data))
+    clock = time.perf_counter
 
-    def phase(n: int) -> float:
-        start = time.perf_counter()
+    def phase(n: int) -> tuple[float, Stamps]:
+        stamps = Stamps(n)
+        submitted, completed = stamps.submitted, stamps.completed
+
+        def on_done(request, index: int) -> None:
+            completed[index] = clock()
+            first.keep(request.get_output_tensor(0).data)
+
+        queue.set_callback(on_done)
+        start = clock()
         for i in range(n):
+            submitted[i] = clock()
             queue.start_async(workload.arrays, i)
         queue.wait_all()
-        return time.perf_counter() - start
+        return clock() - start, stamps
 
     phase(workload.warmup)
-    return Measurement(workload.count, phase(workload.count), first.value, {"jobs": len(queue)})
+    seconds, stamps = phase(workload.count)
+    return Measurement(workload.count, seconds, first.value, {"jobs": len(queue)}, stamps.latency_ms())
 
 
 def ringflow_callback(workload: Workload, batched: bool = False) -> Measurement:
     """One thread pushes; results come back in groups of CALLBACK_EVERY on the report thread."""
     run = build_run(workload, ringflow_options(workload, pooled=batched, batched=batched))
     first = FirstOutput()
-    run.set_callback(lambda results: first.keep(results[0].sample[0]), every=CALLBACK_EVERY)
+    clock = time.perf_counter
+    stamps = Stamps(0)
+    delivered = [0]  # results delivered so far in this phase: they arrive in push order
+
+    def on_results(results) -> None:
+        now, start = clock(), delivered[0]
+        stamps.completed[start:start + len(results)] = [now] * len(results)
+        delivered[0] += len(results)
+        first.keep(results[0].sample[0])
+
+    run.set_callback(on_results, every=CALLBACK_EVERY)
 
     def phase(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
+        nonlocal stamps
+        stamps, delivered[0] = Stamps(n), 0
+        submitted = stamps.submitted
+        start = clock()
+        for i in range(n):
+            submitted[i] = clock()
             run.push(workload.arrays)
         run.wait_all()
-        return time.perf_counter() - start
+        return clock() - start
 
     try:
         phase(workload.warmup)
         seconds = phase(workload.count)
     finally:
         run.stop()
-    return Measurement(workload.count, seconds, first.value)
+    return Measurement(workload.count, seconds, first.value, latency_ms=stamps.latency_ms())
 
 
-def asyncio_requests(n: int, infer: Callable) -> tuple[float, np.ndarray | None]:
+def asyncio_requests(n: int, infer: Callable) -> tuple[float, np.ndarray | None, dict]:
     """n requests from ASYNC_TASKS concurrent coroutines, each awaiting infer() for its share in
     turn, as server handlers would; seconds taken and the first output. (Not a Semaphore over n
     tasks: waking its waiters costs asyncio time quadratic in their number.)"""
     first = FirstOutput()
+    latencies: list[float] = []
+    clock = time.perf_counter
 
     async def main() -> float:
         async def handler(requests: int) -> None:
             for _ in range(requests):
-                first.keep(await infer())
+                started = clock()
+                output = await infer()
+                latencies.append(clock() - started)
+                first.keep(output)
 
         shares = [n // ASYNC_TASKS + (1 if k < n % ASYNC_TASKS else 0) for k in range(ASYNC_TASKS)]
-        start = time.perf_counter()
+        start = clock()
         await asyncio.gather(*(handler(k) for k in shares if k))
-        return time.perf_counter() - start
+        return clock() - start
 
-    return asyncio.run(main()), first.value
+    seconds = asyncio.run(main())
+    return seconds, first.value, latency_summary(latencies)
 
 
 def ringflow_asyncio(workload: Workload) -> Measurement:
@@ -316,10 +401,11 @@ def ringflow_asyncio(workload: Workload) -> Measurement:
 
     try:
         asyncio_requests(workload.warmup, infer)
-        seconds, first = asyncio_requests(workload.count, infer)
+        seconds, first, latency = asyncio_requests(workload.count, infer)
+        stats = run.stats()
     finally:
         run.stop()
-    return Measurement(workload.count, seconds, first)
+    return Measurement(workload.count, seconds, first, {"avg_batch_size": stats.avg_batch_size}, latency)
 
 
 def ort_executor(workload: Workload) -> Measurement:
@@ -332,8 +418,8 @@ def ort_executor(workload: Workload) -> Measurement:
         return (await asyncio.get_running_loop().run_in_executor(None, session.run, None, feed))[0]
 
     asyncio_requests(workload.warmup, infer)
-    seconds, first = asyncio_requests(workload.count, infer)
-    return Measurement(workload.count, seconds, first)
+    seconds, first, latency = asyncio_requests(workload.count, infer)
+    return Measurement(workload.count, seconds, first, latency_ms=latency)
 
 
 def measure_ringflow_cpp(workload: Workload, binary: str, options: list[str]) -> Measurement:
@@ -352,14 +438,16 @@ def measure_ringflow_cpp(workload: Workload, binary: str, options: list[str]) ->
     fps = float(report["fps"])
     if fps <= 0:
         raise RuntimeError(f"{Path(binary).name} reported fps {fps}")
-    extra = {key: report[key] for key in ("latency_ms", "stages") if key in report}
+    extra = {key: report[key] for key in ("stages",) if key in report}
     # The program's own figure comes from getrusage(), whose ru_maxrss on Linux survives exec():
     # launched from this Python process it reads at least this process's RSS. Kept for reference;
     # the peak reported is VmHWM of the program's own address space.
     extra["reported_peak_rss_kb"] = report.get("peak_rss_kb")
     extra["peak_rss_kb"] = polled_peak_kb
     # No output to check: the program keeps its results to itself.
-    return Measurement(samples, samples / fps, None, extra)
+    latency = report.get("latency_ms") or {}  # the engine's own push-to-result figures
+    latency = {key: latency[key] for key in ("p50", "p99") if latency.get(key) is not None} or None
+    return Measurement(samples, samples / fps, None, extra, latency)
 
 
 def run_polling_peak_rss(command: list[str], interval_s: float = 0.02) -> tuple[str, str, int, int | None]:
@@ -410,10 +498,18 @@ def ort_run(workload: Workload) -> Measurement:
     first = session.run(None, feed)[0]
     for _ in range(workload.warmup):
         session.run(None, feed)
-    start = time.perf_counter()
-    for _ in range(workload.count):
-        session.run(None, feed)
-    return Measurement(workload.count, time.perf_counter() - start, first)
+    return timed_loop(workload.count, lambda: session.run(None, feed), first)
+
+
+def timed_loop(n: int, call: Callable[[], object], first: np.ndarray | None) -> Measurement:
+    """n synchronous calls in a row; each call's duration is its request's latency."""
+    clock = time.perf_counter
+    stamps = [0.0] * (n + 1)  # stamps[i] is when call i started, and call i - 1 ended
+    stamps[0] = clock()
+    for i in range(1, n + 1):
+        call()
+        stamps[i] = clock()
+    return Measurement(n, stamps[n] - stamps[0], first, latency_ms=latency_summary(np.diff(stamps)))
 
 
 class InFlight:
@@ -461,17 +557,23 @@ def ort_run_async(workload: Workload) -> Measurement:
     session = ort_session(workload.path)
     feed = workload.feed  # must stay alive until every callback has run
 
-    def submit(n: int) -> InFlight:
-        tracker = InFlight(ASYNC_IN_FLIGHT)
+    clock = time.perf_counter
 
-        def on_done(outputs, _user_data, error: str) -> None:
+    def submit(n: int) -> tuple[InFlight, Stamps]:
+        tracker = InFlight(ASYNC_IN_FLIGHT)
+        stamps = Stamps(n)
+        submitted, completed = stamps.submitted, stamps.completed
+
+        def on_done(outputs, index: int, error: str) -> None:
+            completed[index] = clock()
             tracker.release(outputs[0] if outputs else None, error or None)
 
         try:
-            for _ in range(n):
+            for i in range(n):
                 tracker.acquire()
+                submitted[i] = clock()
                 try:
-                    session.run_async(None, feed, on_done, None)
+                    session.run_async(None, feed, on_done, i)
                 except BaseException:
                     tracker.release(error="run_async raised")
                     raise
@@ -480,34 +582,44 @@ def ort_run_async(workload: Workload) -> Measurement:
             tracker.wait_until_idle(PULL_TIMEOUT_MS / 1000)
         if tracker.completed != n:
             raise RuntimeError(f"submitted {n} requests, {tracker.completed} completed")
-        return tracker
+        return tracker, stamps
 
-    warm = submit(workload.warmup)
-    start = time.perf_counter()
-    submit(workload.count)
-    return Measurement(workload.count, time.perf_counter() - start, warm.first_output)
+    warm, _ = submit(workload.warmup)
+    start = clock()
+    _, stamps = submit(workload.count)
+    return Measurement(workload.count, clock() - start, warm.first_output, latency_ms=stamps.latency_ms())
 
 
 def ort_threadpool(workload: Workload) -> Measurement:
     session = ort_session(workload.path)  # one session shared by the workers: run() is thread-safe
     feed = workload.feed
+    clock = time.perf_counter
     with concurrent.futures.ThreadPoolExecutor(max_workers=THREADPOOL_WORKERS) as pool:
 
-        def submit(n: int) -> None:
+        def submit(n: int) -> Stamps:
+            stamps = Stamps(n)
+            submitted, completed = stamps.submitted, stamps.completed
+
+            def run_one(index: int) -> None:
+                session.run(None, feed)
+                completed[index] = clock()
+
             pending: collections.deque = collections.deque()
-            for _ in range(n):
+            for i in range(n):
                 if len(pending) >= THREADPOOL_IN_FLIGHT:
                     pending.popleft().result()  # bounded: wait for the oldest before submitting more
-                pending.append(pool.submit(session.run, None, feed))
+                submitted[i] = clock()
+                pending.append(pool.submit(run_one, i))
             for future in pending:
                 future.result()
+            return stamps
 
         first = pool.submit(session.run, None, feed).result()[0]
         submit(workload.warmup)
-        start = time.perf_counter()
-        submit(workload.count)
-        seconds = time.perf_counter() - start
-    return Measurement(workload.count, seconds, first)
+        start = clock()
+        stamps = submit(workload.count)
+        seconds = clock() - start
+    return Measurement(workload.count, seconds, first, latency_ms=stamps.latency_ms())
 
 
 def ort_sweep(workload: Workload, intra_op_threads: int, threads: int, own_sessions: bool) -> Measurement:
@@ -517,10 +629,14 @@ def ort_sweep(workload: Workload, intra_op_threads: int, threads: int, own_sessi
     feed = workload.feed
     first = sessions[0].run(None, feed)[0]
 
+    clock = time.perf_counter
+    latencies: list[float] = []  # appended from several threads: list.append is atomic
+
     def run_all(n: int) -> float:
         lock = threading.Lock()
         remaining = [n]
         errors: list[BaseException] = []
+        latencies.clear()
 
         def take_one() -> bool:
             with lock:  # shared work, so a thread that gets ahead does not idle at the end
@@ -532,7 +648,9 @@ def ort_sweep(workload: Workload, intra_op_threads: int, threads: int, own_sessi
         def work(session: ort.InferenceSession) -> None:
             try:
                 while take_one():
+                    started = clock()
                     session.run(None, feed)
+                    latencies.append(clock() - started)
             except BaseException as error:  # noqa: BLE001 - re-raised on the main thread
                 errors.append(error)
 
@@ -547,7 +665,8 @@ def ort_sweep(workload: Workload, intra_op_threads: int, threads: int, own_sessi
         return time.perf_counter() - start
 
     run_all(workload.warmup)
-    return Measurement(workload.count, run_all(workload.count), first)
+    seconds = run_all(workload.count)
+    return Measurement(workload.count, seconds, first, latency_ms=latency_summary(latencies))
 
 
 # ---- OpenVINO contenders (optional) -----------------------------------------------------------
@@ -571,8 +690,11 @@ def openvino_async(workload: Workload) -> Measurement:
     lock = threading.Lock()
     completed = [0]
     first: list[np.ndarray] = []
+    clock = time.perf_counter
+    stamps = Stamps(0)
 
-    def on_done(request, _userdata) -> None:
+    def on_done(request, index: int) -> None:
+        stamps.completed[index] = clock()
         # The request is reused as soon as this returns: keep a copy, as a real consumer must.
         output = request.get_output_tensor(0).data.copy()
         with lock:
@@ -584,17 +706,20 @@ def openvino_async(workload: Workload) -> Measurement:
     feed = workload.feed
 
     def submit(n: int) -> None:
-        completed[0] = 0
-        for _ in range(n):
-            queue.start_async(feed)  # blocks while every request is busy: bounded in flight
+        nonlocal stamps
+        stamps, completed[0] = Stamps(n), 0
+        for i in range(n):
+            stamps.submitted[i] = clock()
+            queue.start_async(feed, i)  # blocks while every request is busy: bounded in flight
         queue.wait_all()
         if completed[0] != n:
             raise RuntimeError(f"submitted {n} requests, {completed[0]} callbacks ran")
 
     submit(workload.warmup)
-    start = time.perf_counter()
+    start = clock()
     submit(workload.count)
-    return Measurement(workload.count, time.perf_counter() - start, first[0] if first else None)
+    return Measurement(workload.count, clock() - start, first[0] if first else None,
+                       latency_ms=stamps.latency_ms())
 
 
 def openvino_sync(workload: Workload) -> Measurement:
@@ -603,10 +728,8 @@ def openvino_sync(workload: Workload) -> Measurement:
     first = np.array(request.infer(feed)[0])
     for _ in range(workload.warmup):
         request.infer(feed)[0]
-    start = time.perf_counter()
-    for _ in range(workload.count):
-        request.infer(feed)[0]  # infer() hands back copies of the outputs by default
-    return Measurement(workload.count, time.perf_counter() - start, first)
+    # infer() hands back copies of the outputs by default
+    return timed_loop(workload.count, lambda: request.infer(feed)[0], first)
 
 
 # ---- the contender registry -------------------------------------------------------------------
@@ -650,6 +773,11 @@ def build_contenders(settings: Settings) -> list[Contender]:
         Contender("ringflow-py-pooled", "ringflow", ringflow_py_pooled, "as ringflow-py, output_memory Pooled"),
         Contender("ringflow-py-batched", "ringflow", ringflow_py_batched,
                   f"as ringflow-py, dynamic batching ({batching})"),
+        Contender("ringflow-py-bulk", "ringflow", ringflow_py_bulk,
+                  f"as ringflow-py-pooled, but push_many({PUSH_CHUNK} samples) and pull_many(up to {PULL_CHUNK})",
+                  workloads=("tiny-mlp",)),
+        Contender("ringflow-py-batched-bulk", "ringflow", lambda w: ringflow_py_bulk(w, batched=True),
+                  f"as ringflow-py-bulk, dynamic batching ({batching})", workloads=("tiny-mlp",)),
         Contender("ringflow-queue", "ringflow", ringflow_queue,
                   "rf.AsyncInferQueue (jobs=0: eight per core) with a Python callback(request, userdata)"),
         Contender("ringflow-callback", "ringflow", ringflow_callback,
@@ -704,6 +832,7 @@ class ContenderResult:
     error: str | None = None
     output_check: str = "n/a"  # "ok", "MISMATCH: ...", or "n/a" (no output to compare)
     extra: dict = field(default_factory=dict)
+    latency_ms: list = field(default_factory=list)  # {"p50", "p99"} per repeat that measured them
 
     @property
     def values(self) -> list[float]:
@@ -712,6 +841,11 @@ class ContenderResult:
     @property
     def median(self) -> float | None:
         return statistics.median(self.values) if self.values else None
+
+    def latency_median(self, key: str) -> float | None:
+        """The median over repeats of one latency percentile ("p50" or "p99")."""
+        values = [latency[key] for latency in self.latency_ms if key in latency]
+        return statistics.median(values) if values else None
 
 
 _STARTED = time.perf_counter()
@@ -756,6 +890,8 @@ def run_interleaved(workload: Workload, contenders: list[Contender], repeats: in
             result.runs[repeat] = measurement.fps
             result.seconds[repeat] = measurement.seconds
             result.extra = measurement.extra
+            if measurement.latency_ms:
+                result.latency_ms.append(measurement.latency_ms)
             if result.output_check == "n/a":  # the first output there is to compare
                 result.output_check = check_output(measurement.first_output, workload.reference)
             log(f"  [{workload.name} {repeat + 1}/{repeats}] {contender.name:<24} "
@@ -1051,6 +1187,10 @@ def fmt_fps(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
+def fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
+
+
 def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
@@ -1091,16 +1231,20 @@ def markdown_report(report: dict, all_results: dict[str, dict[str, ContenderResu
             f"- Load average at start / end: {' '.join(f'{x:.2f}' for x in info['load_average_start'])} / "
             f"{' '.join(f'{x:.2f}' for x in info['load_average_end'])}",
             f"- {settings['repeats']} repeat(s), interleaved round-robin; samples/s is the median over repeats, "
-            f"min–max beside it. Ratios are of medians; \"paired\" is the range of per-repeat ratios.", ""]
+            f"min–max beside it. Ratios are of medians; \"paired\" is the range of per-repeat ratios.",
+            "- p50/p99 ms: each request's latency from submission (push, start_async, run, await) to its "
+            "result, median over repeats. Every contender is driven at full load, so latency includes the "
+            "time a request waits behind those in flight; a deeper queue buys throughput with latency. "
+            "ringflow-cpp reports the engine's own push-to-pull figures, warm-up included.", ""]
 
     for workload_name, results in all_results.items():
         rows, best_peer, ceiling = workload_rows(results)
         wl = report["workloads"][workload_name]
         out += [f"## {workload_name}: batch-1 requests, {wl['count']:,} timed samples per repeat "
                 f"(after {wl['warmup']:,} warm-up)", ""]
-        header = "| contender | median samples/s | min–max | vs best peer" + \
+        header = "| contender | median samples/s | min–max | p50 ms | p99 ms | vs best peer" + \
                  (f" ({best_peer.name})" if best_peer else "") + " |"
-        divider = "|---|---:|---:|---:|"
+        divider = "|---|---:|---:|---:|---:|---:|"
         if ceiling:
             header += " vs ceiling |"
             divider += "---:|"
@@ -1109,9 +1253,10 @@ def markdown_report(report: dict, all_results: dict[str, dict[str, ContenderResu
             label = f"{CEILING} ({r.name})" if r is ceiling else r.name
             if r.median is None:
                 status = cell(f"skipped: {r.skipped}" if r.skipped else f"failed: {r.error}")
-                out.append(f"| {label} | {status} | | |" + (" |" if ceiling else "") + " |")
+                out.append(f"| {label} | {status} | | | | |" + (" |" if ceiling else "") + " |")
                 continue
             line = (f"| {label} | {fmt_fps(r.median)} | {fmt_fps(min(r.values))}–{fmt_fps(max(r.values))} | "
+                    f"{fmt_ms(r.latency_median('p50'))} | {fmt_ms(r.latency_median('p99'))} | "
                     f"{fmt_ratio(r.median / best_peer.median) if best_peer else '—'} |")
             if ceiling:
                 line += f" {fmt_ratio(r.median / ceiling.median)} |"
@@ -1275,7 +1420,8 @@ def draw_chart(all_results: dict[str, dict[str, ContenderResult]], title: str, p
 
 def result_to_json(r: ContenderResult) -> dict:
     data = asdict(r)
-    data.update(median=r.median, min=min(r.values) if r.values else None, max=max(r.values) if r.values else None)
+    data.update(median=r.median, min=min(r.values) if r.values else None, max=max(r.values) if r.values else None,
+                p50_ms=r.latency_median("p50"), p99_ms=r.latency_median("p99"))
     return data
 
 
